@@ -1,0 +1,167 @@
+"""Integral networks Φ and the grad networks ∂Φ/∂t derived from them.
+
+The two share one body of layers, so they share the very same Parameter
+objects and the same state-dict keys: an optimizer over the grad network trains
+Φ, and a checkpoint of either loads into the other. Inference uses the
+fundamental theorem of calculus,
+
+    ∫_a^b ∂Φ/∂t (t; c) dt = Φ(b; c) − Φ(a; c).
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .combinators import Concat, Sequential
+from .dual import Inputs
+from .graph import Description, GraphBuilder, describe_graphs
+from .layers import AutoIntModule, Constant, Linear, PositionalEncoding, Variable, make_activation
+
+
+def _check_inputs(t: Tensor, constants: Sequence[Tensor], n_constants: int) -> None:
+    if t.ndim == 0 or t.shape[-1] != 1:
+        raise ValueError(f"t must have shape [*batch, 1], got {tuple(t.shape)}")
+    if len(constants) != n_constants:
+        raise ValueError(f"expected {n_constants} constant inputs, got {len(constants)}")
+
+
+class IntegralNetwork(nn.Module):
+    """Φ(t; c_0, …, c_{k-1}), a network of :mod:`autoint_cli.autoint.layers`.
+
+    Args:
+        body: the layers; branches reach t and the constants through
+            :class:`Variable` and :class:`Constant` leaves (a plain layer chain
+            acts on t).
+        n_constants: how many constant inputs every call passes.
+    """
+
+    def __init__(self, body: AutoIntModule, n_constants: int = 0):
+        super().__init__()
+        self.body = body
+        self.n_constants = n_constants
+
+    def forward(self, t: Tensor, *constants: Tensor) -> Tensor:
+        """Φ at t.
+
+        Args:
+            t: [*batch, 1].
+            constants: [*batch, c_i] each, broadcastable to the batch.
+
+        Returns:
+            [*batch, n_out].
+        """
+        _check_inputs(t, constants, self.n_constants)
+        return self.body(Inputs(t, tuple(constants), with_tangent=False)).primal
+
+    def integrate(self, a: Tensor, b: Tensor, *constants: Tensor) -> Tensor:
+        """∫_a^b ∂Φ/∂t dt = Φ(b) − Φ(a), both ends in one evaluation.
+
+        Args:
+            a, b: [*batch, 1] the interval ends.
+            constants: as in :meth:`forward`.
+
+        Returns:
+            [*batch, n_out].
+        """
+        ends = torch.stack(torch.broadcast_tensors(a, b))  # [2, *batch, 1]
+        phi = self(ends, *(c.unsqueeze(0) for c in constants))
+        return phi[1] - phi[0]
+
+    def grad_network(self) -> "GradNetwork":
+        """The derived ∂Φ/∂t, sharing this network's parameters."""
+        return GradNetwork(self)
+
+    def describe(self) -> Description:
+        """Both graphs as text and Graphviz DOT."""
+        builder = GraphBuilder()
+        output = self.body.build_graph(builder, None)
+        return describe_graphs(builder, output, self.n_constants)
+
+
+class GradNetwork(nn.Module):
+    """∂Φ/∂t of an :class:`IntegralNetwork`, by forward-mode tangent propagation.
+
+    Holds the integral network's body itself (not a copy): ``parameters()`` are
+    the same objects and ``state_dict()`` has the same keys.
+    """
+
+    def __init__(self, integral: IntegralNetwork):
+        super().__init__()
+        self.body = integral.body
+        self.n_constants = integral.n_constants
+
+    def forward(
+        self, t: Tensor, *constants: Tensor, return_integral: bool = False
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """∂Φ/∂t at t, and Φ(t) as well when ``return_integral``.
+
+        Args:
+            t: [*batch, 1].
+            constants: [*batch, c_i] each, broadcastable to the batch.
+
+        Returns:
+            ∂Φ/∂t [*batch, n_out], or the pair (∂Φ/∂t, Φ).
+        """
+        _check_inputs(t, constants, self.n_constants)
+        out = self.body(Inputs(t, tuple(constants), with_tangent=True))
+        grad = out.dense_tangent().expand_as(out.primal)
+        return (grad, out.primal) if return_integral else grad
+
+    def integral_network(self) -> IntegralNetwork:
+        """Reassembles Φ from these parameters."""
+        return IntegralNetwork(self.body, self.n_constants)
+
+
+def mlp(
+    in_features: int,
+    hidden_features: int,
+    n_layers: int,
+    out_features: int,
+    activation: str = "swish",
+    w0: float = 30.0,
+) -> Sequential:
+    """``n_layers`` Linear layers with ``activation`` between them, none after the last.
+
+    Initialisation follows the activation: SIREN's for sine (U(±1/n) first,
+    U(±sqrt(6/n)/w0) after), Xavier for tanh and sigmoid, Kaiming otherwise.
+    """
+    if n_layers < 1:
+        raise ValueError(f"an MLP needs at least one layer, got n_layers={n_layers}")
+    if activation == "sine":
+        inits = ["first_sine"] + ["sine"] * (n_layers - 1)
+    else:
+        inits = ["xavier" if activation in ("tanh", "sigmoid") else "kaiming"] * n_layers
+    sizes = [in_features] + [hidden_features] * (n_layers - 1) + [out_features]
+    layers = []
+    for i in range(n_layers):
+        layers.append(Linear(sizes[i], sizes[i + 1], init=inits[i], w0=w0))
+        if i < n_layers - 1:
+            layers.append(make_activation(activation, w0))
+    return Sequential(*layers)
+
+
+def encoded_mlp(
+    n_freqs: int,
+    hidden_features: int,
+    n_layers: int,
+    out_features: int,
+    activation: str = "swish",
+    in_features: int = 1,
+    constant_features: Optional[int] = None,
+    constant_freqs: int = 0,
+    w0: float = 30.0,
+) -> Sequential:
+    """Positional encoding (1/f normalised) of the input, optionally beside an encoded constant code, then an MLP.
+
+    The input is t itself (``in_features`` 1) or whatever branch the caller
+    places before this stack; with ``constant_features`` the first layer also
+    reads γ(c_0), the encoded constant input 0, whose tangent is zero.
+    """
+    encode = PositionalEncoding(n_freqs)
+    width = encode.out_features(in_features)
+    if constant_features is None:
+        return Sequential(encode, mlp(width, hidden_features, n_layers, out_features, activation, w0))
+    code = PositionalEncoding(constant_freqs)
+    width += code.out_features(constant_features)
+    front = Concat(Sequential(Variable(), encode), Sequential(Constant(0), code))
+    return Sequential(front, mlp(width, hidden_features, n_layers, out_features, activation, w0))

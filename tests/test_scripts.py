@@ -1,0 +1,60 @@
+"""The scripts as a user runs them: output format, files, errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_fit_1d_prints_json_last_and_writes_plot(tmp_path):
+    proc = run("scripts/fit_1d.py", "--fn", "sinc", "--steps", "40", "--range", "-0.5", "1.5", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["fn"] == "sinc" and summary["range"] == [-0.5, 1.5] and summary["steps"] == 40
+    assert summary["integral_max_abs_error"] > 0 and summary["grad_rmse"] > 0 and summary["seconds"] > 0
+    assert (tmp_path / "fit_1d_sinc.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fn", "tan"], "argument --fn: invalid choice: 'tan'"),
+        (["--range", "1", "-1"], "--range needs A < B, got 1 -1"),
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--lrate", "-1"], "--lrate must be positive"),
+        (["--activation", "gelu"], "argument --activation: invalid choice"),
+    ],
+)
+def test_fit_1d_bad_arguments(tmp_path, args, message):
+    proc = run("scripts/fit_1d.py", "--out", str(tmp_path), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_fit_1d_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = run("scripts/fit_1d.py", "--steps", "2", "--out", str(blocker / "plots"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("fit_1d: cannot write the plot under") and "Traceback" not in proc.stderr
+
+
+def test_bench_autoint_quick_smoke():
+    proc = run("scripts/bench_autoint.py", "--quick", "--width", "16", "--n_layers", "3", "--variants", "double_backprop", "forward_mode")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["samples"] == 2**12 and report["width"] == 16 and report["device"]
+    for name in ("double_backprop", "forward_mode"):
+        r = report["results"][name]
+        assert r["median_ms"] > 0
+        # Both compute the same ∂Φ/∂t and weight gradients to float32 rounding.
+        assert r["output_err_vs_float64"] < 1e-4 and r["param_grad_err_vs_float64"] < 1e-4
