@@ -4,19 +4,19 @@
 Prints a JSON summary on its last line and writes DIR/fit_1d_<fn>.png.
 Importable: ``main(argv) -> int``.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from autoint_cli.autoint import ACTIVATIONS
+from autoint_cli.cli import ArgumentParser
 from autoint_cli.fit1d import FUNCTIONS, Fit1DConfig, fit, plot_fit
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     defaults = Fit1DConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="fit_1d.py", description=__doc__.splitlines()[0])
     parser.add_argument("--fn", choices=sorted(FUNCTIONS), default=defaults.fn, help="function to integrate")
     parser.add_argument("--range", nargs=2, type=float, metavar=("A", "B"), default=list(defaults.range), help="interval [A, B]")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default=defaults.activation)

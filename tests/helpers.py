@@ -1,4 +1,6 @@
 """Float64 references for the derivative of an integral network."""
+from pathlib import Path
+
 import torch
 
 from autoint_cli.autoint import IntegralNetwork
@@ -33,3 +35,14 @@ def assert_relative(actual: torch.Tensor, expected: torch.Tensor, rel: float) ->
     """
     scale = expected.abs().max().item()
     torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * max(scale, 1e-300))
+
+
+# Real scenes beside the checkout (../shared/data); tests that need them skip when absent.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LEGO = SHARED_DATA / "nerf_synthetic_400" / "lego"
+FERN = SHARED_DATA / "nerf_llff_data" / "fern"
+
+
+def folder_state(folder: Path) -> dict:
+    """Every file below ``folder`` with its size and modification time, to prove nothing was written."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}

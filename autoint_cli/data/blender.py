@@ -1,0 +1,138 @@
+"""Blender (nerf_synthetic) scenes: transforms_{train,val,test}.json and RGBA PNGs."""
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..rays import Intrinsics
+from .images import read_split, resize_area
+from .poses import circle_path
+from .scene import Scene, SceneError, as_indices, as_tensor
+
+SPLITS = ("train", "val", "test")
+# The nerf_synthetic objects sit inside a sphere of radius ~1.5 seen from radius 4.
+BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0
+
+
+def _read_transforms(path: Path) -> dict:
+    if not path.is_file():
+        raise SceneError(f"{path}: transforms file missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SceneError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
+        raise SceneError(f"{path}: expected a JSON object with a 'frames' list")
+    if not meta["frames"]:
+        raise SceneError(f"{path}: the split has no frames")
+    return meta
+
+
+def _intrinsics(meta: dict, frame: dict, H: int, W: int, path: Path) -> Intrinsics:
+    """Per-frame keys override global ones; camera_angle_x alone gives a centred square-pixel camera."""
+    def get(key: str) -> Optional[float]:
+        value = frame.get(key, meta.get(key))
+        return None if value is None else float(value)
+
+    fx, fy = get("fl_x"), get("fl_y")
+    if fx is None:
+        angle = get("camera_angle_x")
+        if angle is None:
+            raise SceneError(f"{path}: needs 'camera_angle_x' or 'fl_x'")
+        fx = 0.5 * W / math.tan(0.5 * angle)
+    cx, cy = get("cx"), get("cy")
+    return Intrinsics(H, W, fx, fy if fy is not None else fx, W / 2 if cx is None else cx, H / 2 if cy is None else cy)
+
+
+def _frame_pose(frame: dict, index: int, path: Path) -> np.ndarray:
+    try:
+        matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise SceneError(f"{path}: frame {index} has no 4x4 'transform_matrix'") from None
+    if matrix.shape != (4, 4):
+        raise SceneError(f"{path}: frame {index} 'transform_matrix' is {list(matrix.shape)}, expected 4x4")
+    if not np.isfinite(matrix).all():
+        raise SceneError(f"{path}: frame {index} 'transform_matrix' has NaN or inf")
+    return matrix[:3, :4]
+
+
+def _image_path(datadir: Path, frame: dict, index: int, path: Path) -> Path:
+    name = frame.get("file_path")
+    if not isinstance(name, str):
+        raise SceneError(f"{path}: frame {index} has no 'file_path'")
+    image = datadir / name
+    # nerf_synthetic omits the extension; other exporters keep it.
+    return image if image.suffix.lower() in (".png", ".jpg", ".jpeg") else image.with_name(image.name + ".png")
+
+
+def load_blender(
+    datadir,
+    half_res: bool = False,
+    white_bkgd: bool = True,
+    testskip: int = 1,
+    near: float = BLENDER_NEAR,
+    far: float = BLENDER_FAR,
+) -> Scene:
+    """Loads a Blender-format scene as NeRF does.
+
+    Images are RGBA; with ``white_bkgd`` they are composited on white,
+    rgb·α + (1 − α), otherwise on black. ``half_res`` halves them with an area
+    filter (before compositing, as NeRF does). ``testskip`` keeps every k-th
+    val and test view; train keeps all.
+
+    Args:
+        datadir: folder with transforms_{train,val,test}.json.
+        near, far: ray bounds (the nerf_synthetic defaults 2 and 6).
+    """
+    datadir = Path(datadir)
+    if not datadir.is_dir():
+        raise SceneError(f"{datadir}: no such folder")
+    if testskip < 1:
+        raise SceneError(f"testskip must be at least 1, got {testskip}")
+    images: List[np.ndarray] = []
+    poses: List[np.ndarray] = []
+    counts: Dict[str, int] = {}
+    intrinsics: Optional[Intrinsics] = None
+    for split in SPLITS:
+        path = datadir / f"transforms_{split}.json"
+        meta = _read_transforms(path)
+        frames = meta["frames"] if split == "train" else meta["frames"][::testskip]
+        paths = [_image_path(datadir, frame, i, path) for i, frame in enumerate(frames)]
+        split_images = read_split(paths, [f"frame {i} of {path.name}" for i in range(len(frames))])
+        H, W = split_images.shape[1:3]
+        for i, frame in enumerate(frames):
+            camera = _intrinsics(meta, frame, H, W, path)
+            if intrinsics is None:
+                intrinsics = camera
+            elif camera != intrinsics:
+                raise SceneError(f"{path}: frame {i} has camera {camera}, but the scene's first frame has {intrinsics}; one camera per scene is supported")
+            poses.append(_frame_pose(frame, i, path))
+        images.append(split_images)
+        counts[split] = len(frames)
+
+    rgba = np.concatenate(images)
+    if half_res:
+        intrinsics = intrinsics.scaled(0.5)
+        rgba = np.stack([resize_area(image, (intrinsics.H, intrinsics.W)) for image in rgba])
+    background = (1.0, 1.0, 1.0) if white_bkgd else (0.0, 0.0, 0.0)
+    rgb = rgba[..., :3]
+    if rgba.shape[-1] == 4:
+        alpha = rgba[..., 3:]
+        rgb = rgb * alpha + (1.0 - alpha) * np.asarray(background, dtype=np.float32)
+    bounds = np.cumsum([0] + [counts[s] for s in SPLITS])
+    return Scene(
+        name=datadir.name,
+        images=as_tensor(rgb),
+        c2w=as_tensor(np.stack(poses)),
+        intrinsics=intrinsics,
+        near=near,
+        far=far,
+        i_train=as_indices(np.arange(bounds[0], bounds[1])),
+        i_val=as_indices(np.arange(bounds[1], bounds[2])),
+        i_test=as_indices(np.arange(bounds[2], bounds[3])),
+        render_c2w=as_tensor(circle_path()),
+        ndc=False,
+        background=background,
+    )

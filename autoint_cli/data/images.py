@@ -1,0 +1,51 @@
+"""Reading and resizing images, with errors that name the file."""
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+
+from .scene import SceneError
+
+
+def read_image(path: Path, context: str = "") -> np.ndarray:
+    """An image as float32 [H, W, C] in [0, 1] (C = 3 or 4).
+
+    Args:
+        path: the file.
+        context: appended to an error, e.g. "frame 3 of transforms_train.json".
+    """
+    where = f" ({context})" if context else ""
+    if not path.is_file():
+        raise SceneError(f"{path}: image missing{where}")
+    try:
+        image = iio.imread(path)
+    except Exception as err:  # imageio raises many types for undecodable files
+        raise SceneError(f"{path}: unreadable image{where}: {type(err).__name__}") from None
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise SceneError(f"{path}: expected an RGB or RGBA image{where}, got shape {image.shape}")
+    scale = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
+    return image.astype(np.float32) / scale
+
+
+def read_split(paths: Sequence[Path], contexts: Sequence[str]) -> np.ndarray:
+    """Images of one split, all of one size: float32 [n, H, W, C]."""
+    images: List[np.ndarray] = []
+    for path, context in zip(paths, contexts):
+        image = read_image(path, context)
+        if images and image.shape != images[0].shape:
+            first = images[0].shape
+            raise SceneError(
+                f"{path}: image is {image.shape[1]}x{image.shape[0]} with {image.shape[2]} channels, "
+                f"but {paths[0].name} in the same split is {first[1]}x{first[0]} with {first[2]}"
+            )
+        images.append(image)
+    return np.stack(images)
+
+
+def resize_area(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Area-filter resize (box average when shrinking) to size = (H, W)."""
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)

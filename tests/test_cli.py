@@ -1,0 +1,122 @@
+"""The command-line entry points: summaries, and every bad input ending in one line and exit 2."""
+import json
+import shutil
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from helpers import folder_state
+
+from autoint_cli.cli import demo_scene_main, scene_main
+from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_demo_scene(tmp_path_factory.mktemp("cli") / "tiny", DemoSceneSpec(size=8, n_train=3, n_val=2, n_test=2))
+
+
+def test_scene_summary(tiny, capsys):
+    assert scene_main(["--datadir", str(tiny), "--testskip", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "scene tiny: 5 images of 8x8 px (train 3, val 1, test 1)" in out
+    assert "near 2, far 6, ndc False" in out
+
+
+def test_scene_reads_a_training_config(tiny, tmp_path, capsys):
+    config = tmp_path / "train.txt"
+    config.write_text(f"expname = x\ndatadir = {tiny}\nlrate = 5e-4\nn_sections = 16\n")
+    assert scene_main(["--config", str(config)]) == 0
+    assert "scene tiny" in capsys.readouterr().out
+
+
+def edit_json(path, change):
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def set_nan(meta):
+    meta["frames"][1]["transform_matrix"][0][3] = float("nan")
+
+
+def empty_split(meta):
+    meta["frames"] = []
+
+
+BLENDER_CASES = {
+    "missing_folder": (lambda d: shutil.rmtree(d), r"{d}: no such folder"),
+    "missing_json": (lambda d: (d / "transforms_val.json").unlink(), r"{d}/transforms_val.json: transforms file missing"),
+    "bad_json": (lambda d: (d / "transforms_test.json").write_text("{not json"), r"{d}/transforms_test.json: not valid JSON"),
+    "missing_image": (lambda d: (d / "train" / "r_1.png").unlink(), r"{d}/train/r_1.png: image missing (frame 1 of transforms_train.json)"),
+    "unreadable_image": (lambda d: (d / "train" / "r_2.png").write_bytes(b"garbage"), r"{d}/train/r_2.png: unreadable image (frame 2 of transforms_train.json)"),
+    "differing_sizes": (
+        lambda d: iio.imwrite(d / "test" / "r_1.png", np.zeros((9, 8, 4), np.uint8)),
+        r"{d}/test/r_1.png: image is 8x9 with 4 channels, but r_0.png in the same split is 8x8 with 4",
+    ),
+    "nan_pose": (lambda d: edit_json(d / "transforms_train.json", set_nan), r"{d}/transforms_train.json: frame 1 'transform_matrix' has NaN or inf"),
+    "empty_split": (lambda d: edit_json(d / "transforms_val.json", empty_split), r"{d}/transforms_val.json: the split has no frames"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BLENDER_CASES))
+def test_bad_blender_scenes(tiny, tmp_path, capsys, case):
+    folder = tmp_path / "scene"
+    shutil.copytree(tiny, folder)
+    damage, message = BLENDER_CASES[case]
+    damage(folder)
+    before = folder_state(tmp_path)
+    assert scene_main(["--datadir", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autoint-scene: error: ") and err.count("\n") == 1
+    assert message.format(d=folder) in err
+    assert folder_state(tmp_path) == before
+
+
+def test_bad_llff_scene_through_the_cli(tmp_path, capsys):
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    np.save(folder / "poses_bounds.npy", np.zeros((3, 12)))
+    assert scene_main(["--datadir", str(folder), "--dataset_type", "llff"]) == 2
+    assert "poses_bounds.npy: expected an array of shape [n_images, 17]" in capsys.readouterr().err
+
+
+def test_unknown_dataset_type(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        scene_main(["--datadir", str(tmp_path), "--dataset_type", "colmap"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autoint-scene: error: argument --dataset_type: invalid choice: 'colmap'") and err.count("\n") == 1
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from autoint_cli.cli import scene_main; sys.exit(scene_main())", "--datadir", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"autoint-scene: error: {tmp_path / 'none'}: no such folder"
+
+
+def test_demo_scene_command(tmp_path, capsys):
+    assert demo_scene_main(["--out", str(tmp_path / "demo"), "--size", "8", "--n_train", "2", "--n_val", "1", "--n_test", "1"]) == 0
+    assert "wrote 4 views of 8x8 px" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["test", "train", "transforms_test.json", "transforms_train.json", "transforms_val.json", "val"]
+
+
+def test_demo_scene_module_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "autoint_cli.data.synthetic", "--out", str(tmp_path / "d"), "--size", "4", "--n_train", "1", "--n_val", "1", "--n_test", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "d" / "train" / "r_0.png").is_file()
+
+
+def test_demo_scene_unwritable(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert demo_scene_main(["--out", str(blocker / "demo"), "--size", "4"]) == 2
+    assert "cannot write the scene" in capsys.readouterr().err

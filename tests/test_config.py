@@ -1,0 +1,74 @@
+"""Config files, flags and dataclasses: one vocabulary."""
+import dataclasses
+
+import configargparse
+import pytest
+
+from autoint_cli.config import DataConfig, add_dataclass_args, from_namespace, parse_bool, scene_from_config
+from autoint_cli.data import SceneError
+from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+
+
+def parse(argv, config_text=None, tmp_path=None):
+    parser = configargparse.ArgumentParser()
+    parser.add_argument("--config", is_config_file=True)
+    add_dataclass_args(parser, DataConfig)
+    if config_text is not None:
+        path = tmp_path / "config.txt"
+        path.write_text(config_text)
+        argv = ["--config", str(path), *argv]
+    return from_namespace(DataConfig, parser.parse_args(argv))
+
+
+def test_every_field_is_a_flag_with_help():
+    parser = configargparse.ArgumentParser()
+    add_dataclass_args(parser, DataConfig)
+    flags = {a.dest: a for a in parser._actions}
+    for f in dataclasses.fields(DataConfig):
+        assert f.name in flags and flags[f.name].help, f.name
+
+
+def test_file_values_and_flag_precedence(tmp_path):
+    text = "datadir = data/x\ndataset_type = llff\nfactor = 4\nwhite_bkgd = False\nno_ndc = True\nnear = 0.5\n"
+    config = parse(["--factor", "2"], text, tmp_path)
+    assert config == DataConfig(datadir="data/x", dataset_type="llff", factor=2, white_bkgd=False, no_ndc=True, near=0.5)
+
+
+def test_boolean_spellings(tmp_path):
+    assert parse(["--datadir", "d", "--half_res"]).half_res is True
+    assert parse(["--datadir", "d", "--white_bkgd", "false"]).white_bkgd is False
+    assert parse([], "datadir = d\nhalf_res = true\n", tmp_path).half_res is True
+    for text, value in (("TRUE", True), ("no", False), ("0", False), ("on", True)):
+        assert parse_bool(text) is value
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--datadir", "d", "--half_res", "maybe"], "expected true or false, got 'maybe'"),
+    (["--datadir", "d", "--testskip", "x"], "invalid int value: 'x'"),
+    (["--datadir", "d", "--dataset_type", "colmap"], "invalid choice: 'colmap'"),
+    ([], "the following arguments are required: --datadir"),
+])
+def test_bad_values_are_refused(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_demo_scene(tmp_path_factory.mktemp("cfg") / "tiny", DemoSceneSpec(size=8, n_train=2, n_val=1, n_test=1))
+
+
+def test_scene_from_config_with_overrides(tiny):
+    scene = scene_from_config(DataConfig(datadir=str(tiny), near=1.5, far=7.0, white_bkgd=False))
+    assert (scene.near, scene.far, scene.background) == (1.5, 7.0, (0.0, 0.0, 0.0))
+    with pytest.raises(SceneError, match="near 3, far 2"):
+        scene_from_config(DataConfig(datadir=str(tiny), near=3.0, far=2.0))
+
+
+def test_generate_demo_when_missing(tmp_path):
+    scene = scene_from_config(DataConfig(datadir=str(tmp_path / "demo"), generate_demo=True))
+    assert scene.images.shape[1:] == (64, 64, 3)
+    with pytest.raises(SceneError, match="generate_demo makes a blender scene"):
+        scene_from_config(DataConfig(datadir=str(tmp_path / "x"), dataset_type="llff", generate_demo=True))
