@@ -10,12 +10,24 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import configargparse
+import torch
 
-from .config import DataConfig, add_dataclass_args, from_namespace, scene_from_config
+from .checkpoint import CheckpointError
+from .config import (
+    CONFIG_GROUPS,
+    ConfigError,
+    DataConfig,
+    add_dataclass_args,
+    check_train_config,
+    from_namespace,
+    parse_bool,
+    scene_from_config,
+    train_config_from_namespace,
+)
 from .data import SceneError
 from .data.synthetic import DemoSceneSpec, write_demo_scene
 
-USER_ERRORS = (SceneError,)
+USER_ERRORS = (SceneError, ConfigError, CheckpointError)
 
 
 class ArgumentParser(configargparse.ArgumentParser):
@@ -78,3 +90,128 @@ def demo_scene_main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     return _run("autoint_cli.data.synthetic", body)
+
+
+def _add_run_args(parser) -> None:
+    """The options of the commands that load a trained run."""
+    parser.add_argument("--expdir", type=Path, required=True, help="the run folder, logs/<expname>")
+    parser.add_argument("--ckpt", type=Path, default=None, help="a checkpoint file (default: the latest of the run)")
+    parser.add_argument("--max_views", type=int, default=None, help="only the first views of the split")
+    parser.add_argument("--chunk", type=int, default=32768, help="rays rendered together; lower it when memory runs out")
+    _add_device_args(parser)
+
+
+def _add_device_args(parser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def _set_precision(precision: str) -> None:
+    """TF32 matrix products for tf32 and bf16 runs (bf16 autocast itself applies inside training)."""
+    torch.backends.cuda.matmul.allow_tf32 = precision in ("tf32", "bf16")
+    torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``autoint-train --config FILE [--KEY VALUE ...]``."""
+    from .train import train
+
+    parser = ArgumentParser(prog="autoint-train", description="Train AutoInt grad networks on a scene; resumes from the latest checkpoint.")
+    parser.add_argument("--config", is_config_file=True, help="config file (key = value); flags override it")
+    for name, cls in CONFIG_GROUPS.items():
+        add_dataclass_args(parser, cls, name)
+    _add_device_args(parser)
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        config = train_config_from_namespace(args)
+        check_train_config(config)
+        device = _device(args.device)
+        _set_precision(config.run.precision)
+        config_text = Path(args.config).read_text() if args.config else None
+        result = train(config, device, config_text)
+        print(f"{config.run.expname}: step {result.step}, loss {result.loss:.4g}, {result.seconds:.1f} s on {device}; checkpoint {result.checkpoint}")
+        return 0
+
+    return _run("autoint-train", body)
+
+
+def render_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``autoint-render --expdir logs/<expname> [...]``: PNG frames (and MP4) of a split or the camera path."""
+    from .render_views import load_run, make_renderer, render_poses, split_poses, write_views
+
+    parser = ArgumentParser(prog="autoint-render", description="Render a trained run's test/val/train views or its camera path.")
+    _add_run_args(parser)
+    parser.add_argument("--split", choices=("test", "val", "train", "path"), default="test")
+    parser.add_argument("--renderer", choices=("integral", "quadrature"), default="integral")
+    parser.add_argument("--n_sections", type=int, default=None, help="N sections for the integral renderer (default: as trained)")
+    parser.add_argument("--n_samples", type=int, default=128, help="K samples per ray for the quadrature renderer")
+    parser.add_argument("--video", type=parse_bool, nargs="?", const=True, default=None, metavar="BOOL", help="also write rgb.mp4 and disp.mp4 (default: only for path)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: EXPDIR/render_<split>_<step>)")
+    args = parser.parse_args(argv)
+    _check_positive(parser, args, ("n_sections", "n_samples", "max_views", "chunk"))
+
+    def body() -> int:
+        device = _device(args.device)
+        run = load_run(args.expdir, device, args.ckpt)
+        _set_precision(run.config.run.precision)
+        poses = split_poses(run.scene, args.split)[: args.max_views]
+        background = torch.tensor(run.scene.background, device=device)
+        render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples)
+        views = render_poses(run.scene, poses, render, args.chunk, device)
+        out = args.out or args.expdir / f"render_{args.split}_{run.step:06d}"
+        video = args.split == "path" if args.video is None else args.video
+        write_views(views, out, video)
+        what = f"N={args.n_sections or run.config.model.n_sections}" if args.renderer == "integral" else f"K={args.n_samples}"
+        ms = sum(views.ms_per_frame) / len(views.ms_per_frame)
+        print(f"{len(poses)} {args.split} views, {args.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}) -> {out}")
+        return 0
+
+    return _run("autoint-render", body)
+
+
+def eval_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``autoint-eval --expdir logs/<expname> [...]``: PSNR/SSIM/LPIPS and timings as JSON, Markdown and a plot."""
+    from .evaluate import evaluate, metrics_table, write_metrics
+    from .render_views import load_run
+
+    parser = ArgumentParser(prog="autoint-eval", description="Evaluate a trained run: integral rendering at several N against quadrature.")
+    _add_run_args(parser)
+    parser.add_argument("--n_sections", type=int, nargs="+", default=[8, 16, 32], help="N values for the integral renderer")
+    parser.add_argument("--quadrature_samples", type=int, default=128, help="K for the quadrature renderer (0: skip it)")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument("--out", type=Path, default=None, help="metrics file (default: EXPDIR/metrics.json)")
+    args = parser.parse_args(argv)
+    _check_positive(parser, args, ("max_views", "chunk"))
+    if min(args.n_sections) < 1 or args.quadrature_samples < 0:
+        parser.error("--n_sections must be at least 1 and --quadrature_samples 0 or more")
+
+    def body() -> int:
+        device = _device(args.device)
+        run = load_run(args.expdir, device, args.ckpt)
+        _set_precision(run.config.run.precision)
+        metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views)
+        written = write_metrics(metrics, args.out or args.expdir / "metrics.json")
+        print(metrics_table(metrics), end="")
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+
+    return _run("autoint-eval", body)
+
+
+def _check_positive(parser, args, names) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1, got {value}")

@@ -72,3 +72,23 @@ def test_generate_demo_when_missing(tmp_path):
     assert scene.images.shape[1:] == (64, 64, 3)
     with pytest.raises(SceneError, match="generate_demo makes a blender scene"):
         scene_from_config(DataConfig(datadir=str(tmp_path / "x"), dataset_type="llff", generate_demo=True))
+
+
+def test_every_shipped_config_parses_and_passes_the_checks():
+    from pathlib import Path
+
+    from autoint_cli.config import CONFIG_GROUPS, check_train_config, train_config_from_namespace
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.txt"))
+    names = {p.stem for p in configs}
+    assert {"chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship"} <= names
+    assert {"fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex"} <= names
+    assert {"demo", "lego_shared", "fern_shared"} <= names
+    for path in configs:
+        parser = configargparse.ArgumentParser()
+        parser.add_argument("--config", is_config_file=True)
+        for name, cls in CONFIG_GROUPS.items():
+            add_dataclass_args(parser, cls, name)
+        config = train_config_from_namespace(parser.parse_args(["--config", str(path)]))
+        check_train_config(config)
+        assert config.run.expname and config.data.datadir, path

@@ -1,0 +1,143 @@
+"""Evaluation: quality and speed of the integral renderer at several N, beside the quadrature reference."""
+import json
+import platform
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import LPIPS, psnr, ssim
+from .render_views import LoadedRun, make_renderer, render_poses, split_poses
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _score(run: LoadedRun, split: str, views, lpips: LPIPS) -> Dict:
+    targets = run.scene.images[run.scene.split(split)].numpy()
+    per_image = []
+    for index, (rgb, target) in enumerate(zip(views.rgb, targets)):
+        entry = {"view": index, "psnr": psnr(rgb, target), "ssim": ssim(rgb, target)}
+        score = lpips(rgb, target)
+        if score is not None:
+            entry["lpips"] = score
+        per_image.append(entry)
+    psnrs = np.array([e["psnr"] for e in per_image])
+    ms = float(np.mean(views.ms_per_frame))
+    result = {
+        "psnr": float(psnrs.mean()),
+        "psnr_std": float(psnrs.std()),
+        "ssim": float(np.mean([e["ssim"] for e in per_image])),
+        "lpips": float(np.mean([e["lpips"] for e in per_image])) if lpips.model is not None else None,
+        "ms_per_frame": ms,
+        "rays_per_sec": run.scene.H * run.scene.W / (ms / 1e3),
+        "per_image": per_image,
+    }
+    if lpips.note:
+        result["lpips_note"] = lpips.note
+    return result
+
+
+def evaluate(
+    run: LoadedRun,
+    device: torch.device,
+    n_sections: Sequence[int] = (8, 16, 32),
+    quadrature_samples: int = 128,
+    split: str = "test",
+    chunk: int = 8192,
+    max_views: Optional[int] = None,
+) -> Dict:
+    """Renders every view of ``split`` with each renderer setting and scores it.
+
+    Timing covers rendering only: the first view is rendered once untimed, then
+    each view is timed between device synchronisations.
+    """
+    poses = split_poses(run.scene, split)
+    if max_views is not None:
+        poses = poses[:max_views]
+    background = torch.tensor(run.scene.background, device=device)
+    lpips = LPIPS(device)
+    results: List[Dict] = []
+    settings = [("integral", {"n_sections": n}) for n in n_sections]
+    if quadrature_samples:
+        settings.append(("quadrature", {"n_samples": quadrature_samples}))
+    for renderer, option in settings:
+        render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128))
+        views = render_poses(run.scene, poses, render, chunk, device)
+        results.append({"renderer": renderer, **option, **_score(run, split, views, lpips)})
+    return {
+        "scene": run.scene.name,
+        "expname": run.config.run.expname,
+        "step": run.step,
+        "checkpoint": str(run.checkpoint),
+        "split": split,
+        "n_views": len(poses),
+        "resolution": [run.scene.H, run.scene.W],
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "results": results,
+    }
+
+
+def label(result: Dict) -> str:
+    if result["renderer"] == "integral":
+        return f"integral N={result['n_sections']}"
+    return f"quadrature K={result['n_samples']}"
+
+
+def metrics_table(metrics: Dict) -> str:
+    """metrics.md: a table a person reads."""
+    lines = [
+        f"# {metrics['expname']}: {metrics['scene']}, step {metrics['step']}",
+        "",
+        f"{metrics['n_views']} {metrics['split']} views at {metrics['resolution'][1]}x{metrics['resolution'][0]}, {metrics['device']}, torch {metrics['torch']}",
+        "",
+        "| renderer | PSNR (dB) | ± std | SSIM | LPIPS | ms / frame | rays / s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in metrics["results"]:
+        lpips = "n/a" if r["lpips"] is None else f"{r['lpips']:.4f}"
+        lines.append(f"| {label(r)} | {r['psnr']:.2f} | {r['psnr_std']:.2f} | {r['ssim']:.4f} | {lpips} | {r['ms_per_frame']:.1f} | {r['rays_per_sec']:.3g} |")
+    notes = {r.get("lpips_note") for r in metrics["results"] if r.get("lpips_note")}
+    if notes:
+        lines += [""] + sorted(notes)
+    return "\n".join(lines) + "\n"
+
+
+def plot_tradeoff(metrics: Dict, path: Path) -> Path:
+    """PSNR against ms per frame: one point per N, one for quadrature."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    integral = [r for r in metrics["results"] if r["renderer"] == "integral"]
+    ax.plot([r["ms_per_frame"] for r in integral], [r["psnr"] for r in integral], "o-", label="integral (AutoInt)")
+    for r in integral:
+        ax.annotate(f"N={r['n_sections']}", (r["ms_per_frame"], r["psnr"]), textcoords="offset points", xytext=(5, -10))
+    for r in metrics["results"]:
+        if r["renderer"] == "quadrature":
+            ax.plot([r["ms_per_frame"]], [r["psnr"]], "s", color="black", label=f"quadrature K={r['n_samples']}")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per frame")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"{metrics['scene']}: {metrics['n_views']} {metrics['split']} views, {metrics['device']}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_metrics(metrics: Dict, out: Path) -> List[Path]:
+    """metrics.json at ``out``, metrics.md and tradeoff.png beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    table = out.with_suffix(".md")
+    table.write_text(metrics_table(metrics))
+    return [out, table, plot_tradeoff(metrics, out.parent / "tradeoff.png")]

@@ -1,0 +1,145 @@
+"""Rendering whole views from a trained run: frames, PNGs and videos, timed around rendering only."""
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .config import TrainConfig, scene_from_config, unflatten
+from .data import Scene
+from .models import SceneModel
+from .rays import Rays, camera_rays
+from .render import RenderOutput, render_chunks, render_integral, render_quadrature
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A trained model rebuilt from a run's checkpoint, with its scene."""
+
+    config: TrainConfig
+    model: SceneModel
+    scene: Scene
+    step: int
+    checkpoint: Path
+
+
+def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None) -> LoadedRun:
+    """Rebuilds the model from the checkpoint's own config (latest checkpoint unless ``ckpt``)."""
+    expdir = Path(expdir)
+    path = Path(ckpt) if ckpt is not None else latest_checkpoint(expdir)
+    if path is None:
+        raise CheckpointError(f"{expdir}: no checkpoints/NNNNNN.pt (is this a run folder, and has it saved a checkpoint?)")
+    payload = load_checkpoint(path)
+    try:
+        config = unflatten(payload["config"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: its config does not fit this version of autoint ({err})") from None
+    model = SceneModel(config.model)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the architecture in its config ({str(err).splitlines()[0]})") from None
+    model.to(device).eval()
+    return LoadedRun(config, model, scene_from_config(config.data), int(payload["step"]), path)
+
+
+def make_renderer(model: SceneModel, background: Tensor, renderer: str, n_sections: Optional[int] = None, n_samples: int = 128) -> Callable[[Rays], RenderOutput]:
+    """A function of rays for the integral renderer (at ``n_sections``) or the quadrature renderer (at ``n_samples``)."""
+    if renderer == "integral":
+        return lambda rays: render_integral(model, rays, background, n_sections)
+    if renderer == "quadrature":
+        return lambda rays: render_quadrature(model, rays, background, n_samples)
+    raise ValueError(f"unknown renderer {renderer!r}; expected integral or quadrature")
+
+
+def render_camera(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], chunk: int, device: torch.device) -> RenderOutput:
+    """One full view [H, W] from pose ``c2w`` [3, 4]."""
+    rays = camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc)
+    with torch.no_grad():
+        return render_chunks(render, rays, chunk)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], RenderOutput], device: torch.device):
+    """(fn(), milliseconds) with the device synchronised on both sides."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, (time.perf_counter() - start) * 1e3
+
+
+def to8b(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def disparity_image(output: RenderOutput) -> np.ndarray:
+    """Disparity scaled to [0, 1] by its maximum over the view, as a grey image [H, W]."""
+    disp = output.disparity[..., 0].float().cpu().numpy()
+    top = disp.max()
+    return disp / top if top > 0 else disp
+
+
+def write_video(path: Path, frames: List[np.ndarray], fps: int = 30) -> Path:
+    """An MP4 of 8-bit frames (needs imageio-ffmpeg)."""
+    try:
+        iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
+    except (ImportError, RuntimeError, OSError) as err:
+        raise RuntimeError(f"{path}: cannot write MP4 ({str(err).splitlines()[0]}); is imageio-ffmpeg installed?") from None
+    return path
+
+
+@dataclass
+class RenderedViews:
+    """Frames of a split or path with their render times."""
+
+    rgb: List[np.ndarray]
+    disparity: List[np.ndarray]
+    ms_per_frame: List[float]
+
+
+def render_poses(
+    scene: Scene, poses: Tensor, render: Callable[[Rays], RenderOutput], chunk: int, device: torch.device, warmup: bool = True
+) -> RenderedViews:
+    """Renders every pose; the first is rendered once untimed first, to warm up kernels and caches."""
+    if warmup and len(poses):
+        render_camera(scene, poses[0], render, chunk, device)
+    views = RenderedViews([], [], [])
+    for c2w in poses:
+        out, ms = timed(lambda: render_camera(scene, c2w, render, chunk, device), device)
+        views.rgb.append(out.rgb.float().cpu().numpy())
+        views.disparity.append(disparity_image(out))
+        views.ms_per_frame.append(ms)
+    return views
+
+
+def write_views(views: RenderedViews, out_dir: Path, video: bool, names: Optional[List[str]] = None) -> List[Path]:
+    """rgb_XXX.png and disp_XXX.png per view; rgb.mp4 and disp.mp4 with ``video``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (rgb, disp) in enumerate(zip(views.rgb, views.disparity)):
+        name = names[i] if names else f"{i:03d}"
+        for kind, image in (("rgb", rgb), ("disp", disp)):
+            path = out_dir / f"{kind}_{name}.png"
+            iio.imwrite(path, to8b(image))
+            written.append(path)
+    if video:
+        written.append(write_video(out_dir / "rgb.mp4", [to8b(x) for x in views.rgb]))
+        written.append(write_video(out_dir / "disp.mp4", [np.repeat(to8b(x)[..., None], 3, -1) for x in views.disparity]))
+    return written
+
+
+def split_poses(scene: Scene, split: str) -> Tensor:
+    """Poses of ``test``, ``val``, ``train`` or the video ``path``."""
+    if split == "path":
+        return scene.render_c2w
+    return scene.c2w[scene.split(split)]

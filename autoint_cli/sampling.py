@@ -1,0 +1,103 @@
+"""Piecewise sections along rays: their posts, and samples inside them.
+
+A ray's interval [near, far] is cut into N sections by N + 1 posts
+near = p_0 < p_1 < … < p_N = far. Training draws M stratified samples inside
+each section; integral rendering evaluates Φ at the posts themselves.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Sections:
+    """Posts of N sections per ray.
+
+    Attributes:
+        posts: [*rays, n_sections + 1], increasing along the last axis, in t.
+    """
+
+    posts: Tensor
+
+    @property
+    def n_sections(self) -> int:
+        return self.posts.shape[-1] - 1
+
+    @property
+    def lengths(self) -> Tensor:
+        """[*rays, n_sections] section lengths in t: p_k − p_{k−1}."""
+        return self.posts[..., 1:] - self.posts[..., :-1]
+
+    @property
+    def midpoints(self) -> Tensor:
+        """[*rays, n_sections]."""
+        return 0.5 * (self.posts[..., 1:] + self.posts[..., :-1])
+
+
+def uniform_sections(near: Tensor, far: Tensor, n_sections: int) -> Sections:
+    """Equal sections: p_k = near + (far − near)·k/N. near, far: [*rays, 1]."""
+    fractions = torch.linspace(0.0, 1.0, n_sections + 1, device=near.device, dtype=near.dtype)
+    return Sections(near + (far - near) * fractions)
+
+
+def sections_from_lengths(raw: Tensor, near: Tensor, far: Tensor, min_fraction: float = 1e-3) -> Sections:
+    """Posts from unconstrained network outputs a_k (AutoInt's sampling network).
+
+        ℓ_k = (far − near) · (|a_k + (far − near)/N| + ε) / Σ_j (|a_j + (far − near)/N| + ε),
+        p_k = near + Σ_{j≤k} ℓ_j,
+
+    with ε = min_fraction·(far − near)/N keeping every section longer than zero
+    (section means divide by ℓ_k). An untrained network (a ≈ 0) gives nearly
+    uniform sections.
+
+    Args:
+        raw: [*rays, n_sections].
+        near, far: [*rays, 1].
+    """
+    span = far - near
+    n = raw.shape[-1]
+    weights = (raw + span / n).abs() + min_fraction * span / n
+    lengths = span * weights / weights.sum(-1, keepdim=True)
+    posts = torch.cat((near, near + torch.cumsum(lengths, -1)), -1)
+    # The cumulative sum may miss far by rounding; pin the last post exactly.
+    return Sections(torch.cat((posts[..., :-1], far), -1))
+
+
+def resample_sections(sections: Sections, n_sections: int) -> Sections:
+    """N' sections from N by linear interpolation of the posts at fractional indices k·N/N'.
+
+    Each of the N sections holds an equal share 1/N of the sampler's
+    allocation; the new posts split that allocation into N' equal shares. When N'
+    divides N the result is every (N/N')-th post, exactly.
+    """
+    n = sections.n_sections
+    if n_sections == n:
+        return sections
+    position = torch.linspace(0.0, float(n), n_sections + 1, device=sections.posts.device, dtype=sections.posts.dtype)
+    lower = position.floor().clamp(max=n - 1).long()
+    frac = position - lower.to(position.dtype)
+    posts = sections.posts
+    left = posts[..., lower]
+    right = posts[..., lower + 1]
+    return Sections(left + frac * (right - left))
+
+
+def stratified_samples(sections: Sections, n_per_section: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """M samples in each section: t_{k,m} = p_{k−1} + ℓ_k (m + u)/M.
+
+    u ~ U[0, 1) independently per sample when a generator is given (training),
+    u = ½ otherwise (midpoints, deterministic).
+
+    Returns:
+        [*rays, n_sections, n_per_section].
+    """
+    posts = sections.posts
+    shape = posts.shape[:-1] + (sections.n_sections, n_per_section)
+    if generator is None:
+        u = torch.full(shape, 0.5, device=posts.device, dtype=posts.dtype)
+    else:
+        u = torch.rand(shape, generator=generator, device=posts.device, dtype=posts.dtype)
+    offsets = (torch.arange(n_per_section, device=posts.device, dtype=posts.dtype) + u) / n_per_section
+    return posts[..., :-1, None] + sections.lengths[..., None] * offsets

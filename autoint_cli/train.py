@@ -1,0 +1,239 @@
+"""Training the grad networks on a multi-view scene.
+
+Each step draws N_rand random pixels of the training views, renders their rays
+with the training renderer (grad networks at M stratified samples in each of
+N sections), and minimises the mean squared error to the pixels. The weights
+are those of the integral networks: a checkpoint serves rendering directly.
+"""
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig, flatten, scene_from_config
+from .data import Scene
+from .metrics import psnr
+from .models import SceneModel
+from .rays import pixel_rays
+from .render import render_training
+from .render_views import make_renderer, render_poses, split_poses, to8b, write_video, write_views
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    seconds: float
+    loss: float
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """lrate · 0.1^(step / (lrate_decay·1000)): NeRF's exponential decay."""
+    return config.run.lrate * 0.1 ** (step / (config.run.lrate_decay * 1000))
+
+
+def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[str]) -> None:
+    """config.txt (the file as given) and args.txt (every resolved value, sorted)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config_text is not None:
+        (run_dir / "config.txt").write_text(config_text)
+    lines = [f"{key} = {value}" for key, value in sorted(flatten(config).items())]
+    (run_dir / "args.txt").write_text("\n".join(lines) + "\n")
+
+
+class PixelSampler:
+    """Random (view, row, col) of the training views, from a seeded generator on the device."""
+
+    def __init__(self, scene: Scene, device: torch.device, generator: torch.Generator):
+        self.views = scene.i_train.to(device)
+        self.H, self.W = scene.H, scene.W
+        self.generator = generator
+
+    def __call__(self, n: int):
+        index = torch.randint(0, len(self.views) * self.H * self.W, (n,), generator=self.generator, device=self.generator.device)
+        pixel = index % (self.H * self.W)
+        return self.views[index // (self.H * self.W)], pixel // self.W, pixel % self.W
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_resumable(payload: dict, config: TrainConfig, path: Path) -> None:
+    """Refuses to resume into a different architecture; other keys (iterations, logging) may change."""
+    saved, current = payload["config"], asdict(config.model)
+    differ = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+    if differ:
+        raise CheckpointError(f"{path}: saved with a different architecture ({'; '.join(differ)}); use --no_reload or another expname")
+
+
+def train(config: TrainConfig, device: torch.device, config_text: Optional[str] = None) -> TrainResult:
+    """Trains (or resumes) the run ``basedir/expname``; returns where it stopped."""
+    run = config.run
+    run_dir = Path(run.basedir) / run.expname
+    scene = scene_from_config(config.data)
+    write_run_files(run_dir, config, config_text)
+
+    torch.manual_seed(run.seed)
+    model = SceneModel(config.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate)
+    generator = torch.Generator(device=device).manual_seed(run.seed)
+    step = 0
+    resume = None if run.no_reload else latest_checkpoint(run_dir)
+    if resume is not None:
+        payload = load_checkpoint(resume)
+        _check_resumable(payload, config, resume)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        _restore_rng(payload["rng"], generator)
+        step = int(payload["step"])
+        logger.info("resuming %s from step %d (%s)", run.expname, step, resume)
+    if run.compile:
+        model.field.compile_grad_networks()
+
+    images = scene.images.to(device)
+    c2w = scene.c2w.to(device)
+    background = torch.tensor(scene.background, device=device)
+    sample_pixels = PixelSampler(scene, device, generator)
+    writer = _summary_writer(run_dir)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
+
+    def save(at_step: int) -> Path:
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": at_step,
+            "rng": _rng_state(generator),
+            "config": flatten(config),
+        }
+        return save_checkpoint(checkpoint_path(run_dir, at_step), payload)
+
+    progress = _progress(step, run)
+    start = time.perf_counter()
+    last_print, last_print_step = start, step
+    loss_value = float("nan")
+    last_saved = resume
+    while step < run.n_iters:
+        if run.max_train_seconds and time.perf_counter() - start >= run.max_train_seconds:
+            logger.info("stopping at step %d: max_train_seconds %g reached", step, run.max_train_seconds)
+            break
+        lr = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        views, rows, cols = sample_pixels(run.N_rand)
+        rays = pixel_rays(c2w[views], rows, cols, scene.intrinsics, scene.near, scene.far, scene.ndc)
+        target = images[views, rows, cols]
+        optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for lo in range(0, run.N_rand, run.chunk):
+            part = slice(lo, lo + run.chunk)
+            with autocast:
+                out = render_training(model, rays[part], background, generator)
+            # Each chunk's share of the batch mean, so the accumulated gradient is the full batch's.
+            loss = torch.sum((out.rgb.float() - target[part]) ** 2) / (3 * run.N_rand)
+            loss.backward()
+            total += loss.detach()
+        optimizer.step()
+        step += 1
+
+        if step % run.i_print == 0 or step == run.n_iters:
+            loss_value = total.item()
+            now = time.perf_counter()
+            rays_per_sec = run.N_rand * (step - last_print_step) / max(now - last_print, 1e-9)
+            last_print, last_print_step = now, step
+            train_psnr = -10 * math.log10(max(loss_value, 1e-12))
+            if writer is not None:
+                writer.add_scalar("train/loss", loss_value, step)
+                writer.add_scalar("train/psnr", train_psnr, step)
+                writer.add_scalar("train/lrate", lr, step)
+                writer.add_scalar("train/rays_per_sec", rays_per_sec, step)
+            if progress is not None:
+                progress.set_postfix(loss=f"{loss_value:.4g}", psnr=f"{train_psnr:.2f}", refresh=False)
+            else:
+                logger.info("step %d loss %.4g psnr %.2f rays/s %.0f", step, loss_value, train_psnr, rays_per_sec)
+        if progress is not None:
+            progress.update(1)
+        if step % run.i_img == 0 and writer is not None and len(scene.i_val):
+            _log_validation_view(model, scene, background, run.chunk, device, writer, step)
+        if step % run.i_weights == 0:
+            last_saved = save(step)
+        if run.i_testset and step % run.i_testset == 0:
+            _render_split(model, scene, background, run.chunk, device, run_dir / f"testset_{step:06d}", "test")
+        if run.i_video and step % run.i_video == 0:
+            _render_video(model, scene, background, run.chunk, device, run_dir / f"{run.expname}_spiral_{step:06d}")
+
+    if last_saved is None or last_saved != checkpoint_path(run_dir, step):
+        last_saved = save(step)
+    if progress is not None:
+        progress.close()
+    if writer is not None:
+        writer.close()
+    if math.isnan(loss_value) and step > 0:
+        loss_value = total.item()
+    return TrainResult(run_dir, step, last_saved, time.perf_counter() - start, loss_value)
+
+
+def _summary_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("tensorboard is not installed; no TensorBoard events will be written")
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _progress(step: int, run):
+    if run.quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=run.n_iters, initial=step, desc=run.expname, dynamic_ncols=True, smoothing=0.05)
+
+
+def _log_validation_view(model: SceneModel, scene: Scene, background: Tensor, chunk: int, device, writer, step: int) -> None:
+    view = int(scene.i_val[0])  # the same view every time, so its PSNR curve is comparable
+    model.eval()
+    rendered = render_poses(scene, scene.c2w[view : view + 1], make_renderer(model, background, "integral"), chunk, device, warmup=False)
+    model.train()
+    rgb = rendered.rgb[0]
+    writer.add_scalar("val/psnr_integral", psnr(rgb, scene.images[view].numpy()), step)
+    writer.add_image("val/rgb", to8b(rgb), step, dataformats="HWC")
+    writer.add_image("val/disparity", to8b(rendered.disparity[0]), step, dataformats="HW")
+
+
+def _render_split(model, scene, background, chunk, device, out_dir: Path, split: str) -> None:
+    model.eval()
+    views = render_poses(scene, split_poses(scene, split), make_renderer(model, background, "integral"), chunk, device)
+    model.train()
+    write_views(views, out_dir, video=False)
+    targets = scene.images[scene.split(split)].numpy()
+    scores = [psnr(v, t) for v, t in zip(views.rgb, targets)]
+    logger.info("%s: %d %s views, mean PSNR %.2f dB (integral renderer)", out_dir, len(scores), split, float(np.mean(scores)))
+
+
+def _render_video(model, scene, background, chunk, device, stem: Path) -> None:
+    model.eval()
+    views = render_poses(scene, scene.render_c2w, make_renderer(model, background, "integral"), chunk, device)
+    model.train()
+    write_video(stem.with_name(stem.name + "_rgb.mp4"), [to8b(x) for x in views.rgb])
+    write_video(stem.with_name(stem.name + "_disp.mp4"), [np.repeat(to8b(x)[..., None], 3, -1) for x in views.disparity])

@@ -1,0 +1,160 @@
+"""Compositing against hand-computed values; the three renderers against each other."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autoint_cli.config import ModelConfig
+from autoint_cli.models import SceneModel
+from autoint_cli.rays import Rays
+from autoint_cli.render import activate, composite, render_chunks, render_integral, render_quadrature, render_training
+from autoint_cli.sampling import Sections, uniform_sections
+
+F64 = torch.float64
+
+
+def test_composite_by_hand():
+    """σ = (1, 2) over t-lengths (0.5, 0.25) with ‖d‖ = 2: optical depths (1, 1).
+
+    w1 = 1 − e⁻¹ = 0.6321, w2 = e⁻¹(1 − e⁻¹) = 0.2325, leftover e⁻² = 0.1353 to the background.
+    """
+    sigma = torch.tensor([[1.0, 2.0]], dtype=F64)
+    rgb = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=F64)
+    sections = Sections(torch.tensor([[2.0, 2.5, 2.75]], dtype=F64))
+    out = composite(sigma, rgb, sections, torch.tensor([[2.0]], dtype=F64), torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    e = math.exp(-1)
+    w = torch.tensor([[1 - e, e * (1 - e)]], dtype=F64)
+    torch.testing.assert_close(out.weights, w, rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.rgb, torch.tensor([[1 - e, e * (1 - e), e * e]], dtype=F64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.acc, torch.tensor([[1 - e * e]], dtype=F64), rtol=1e-12, atol=0)
+    # depth = Σ w t_mid = w1·2.25 + w2·2.625
+    torch.testing.assert_close(out.depth, torch.tensor([[(1 - e) * 2.25 + e * (1 - e) * 2.625]], dtype=F64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.disparity, out.acc / out.depth, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("n_sections", [1, 4, 32])
+def test_constant_density_opacity_is_independent_of_sections(n_sections):
+    near, far = torch.full((3, 1), 2.0, dtype=F64), torch.full((3, 1), 6.0, dtype=F64)
+    norm = torch.tensor([[1.0], [1.5], [3.0]], dtype=F64)
+    sections = uniform_sections(near, far, n_sections)
+    out = composite(torch.full((3, n_sections), 0.3, dtype=F64), torch.full((3, n_sections, 3), 0.5, dtype=F64), sections, norm, torch.ones(3, dtype=F64))
+    torch.testing.assert_close(out.acc, 1 - torch.exp(-0.3 * 4 * norm), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.rgb, (0.5 * out.acc + (1 - out.acc)).expand(3, 3), rtol=1e-12, atol=0)
+
+
+def test_activate_applies_relu_and_sigmoid():
+    raw = torch.tensor([[-1.0, 0.0, 2.0, -3.0], [0.5, 1.0, 1.0, 1.0]], dtype=F64)
+    sigma, rgb = activate(raw)
+    torch.testing.assert_close(sigma, torch.tensor([0.0, 0.5], dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(rgb, torch.sigmoid(raw[:, 1:]), rtol=0, atol=0)
+
+
+class PiecewiseField(nn.Module):
+    """Raw σ and colour constant on each of N equal sections of [near, far]; Φ their exact antiderivative."""
+
+    def __init__(self, values, near, far):
+        super().__init__()
+        self.values = values  # [n_rays, N, 4]
+        self.near, self.far = near, far
+
+    def _section(self, t):
+        n = self.values.shape[1]
+        index = ((t - self.near) / (self.far - self.near) * n).floor().long().clamp(0, n - 1)
+        return index, (self.far - self.near) / n
+
+    def grad(self, rays, t):
+        index, _ = self._section(t)
+        return torch.gather(self.values, 1, index[..., None].expand(*index.shape, 4))
+
+    def integral(self, rays, t):
+        index, width = self._section(t)
+        cumulative = torch.cat((torch.zeros_like(self.values[:, :1]), torch.cumsum(self.values * width, 1)), 1)  # [n_rays, N+1, 4]
+        before = torch.gather(cumulative, 1, index[..., None].expand(*index.shape, 4))
+        start = self.near + index * width
+        return before + torch.gather(self.values, 1, index[..., None].expand(*index.shape, 4)) * (t - start)[..., None]
+
+
+def piecewise_model(n_rays=7, n_sections=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    model = SceneModel(ModelConfig(use_sampler=False, n_sections=n_sections, samples_per_section=3, netdepth=1, netwidth=4)).double()
+    values = torch.randn(n_rays, n_sections, 4, generator=generator, dtype=F64)
+    values[..., 0] = values[..., 0].abs() * 2  # mostly positive densities
+    model.field = PiecewiseField(values, 2.0, 6.0)
+    rays = Rays(torch.randn(n_rays, 3, generator=generator, dtype=F64), torch.randn(n_rays, 3, generator=generator, dtype=F64),
+                torch.full((n_rays, 1), 2.0, dtype=F64), torch.full((n_rays, 1), 6.0, dtype=F64))
+    return model, rays
+
+
+def test_three_renderers_agree_on_a_piecewise_constant_field():
+    model, rays = piecewise_model()
+    background = torch.tensor([1.0, 1.0, 1.0], dtype=F64)
+    integral = render_integral(model, rays, background)
+    training = render_training(model, rays, background, torch.Generator().manual_seed(1))
+    quadrature = render_quadrature(model, rays, background, n_samples=64)  # 8 bins inside each section
+    for other in (training, quadrature):
+        torch.testing.assert_close(other.rgb, integral.rgb.double(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(other.acc, integral.acc.double(), rtol=1e-6, atol=1e-6)
+
+
+def small_model(**overrides):
+    options = dict(n_sections=8, samples_per_section=2, netdepth=3, netwidth=16, multires=4, multires_views=2, sampler_depth=2, sampler_width=16)
+    options.update(overrides)
+    return SceneModel(ModelConfig(**options)).double()
+
+
+def random_rays(n=9, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return Rays(torch.randn(n, 3, generator=generator, dtype=F64), torch.randn(n, 3, generator=generator, dtype=F64),
+                torch.full((n, 1), 2.0, dtype=F64), torch.full((n, 1), 6.0, dtype=F64))
+
+
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_integral_renderer_equals_quadrature_of_the_grad_networks(shared_trunk):
+    """Section means from Φ differences against 64-point Gauss–Legendre of ∂Φ/∂t in each section (float64)."""
+    model = small_model(shared_trunk=shared_trunk)
+    with torch.no_grad():
+        model.sampler.mlp[-1].weight.normal_(0, 0.5)  # non-uniform sections
+    rays = random_rays()
+    background = torch.tensor([0.2, 0.3, 0.4], dtype=F64)
+    fast = render_integral(model, rays, background)
+    sections = model.sections(rays)
+    nodes, weights = (torch.from_numpy(x) for x in np.polynomial.legendre.leggauss(64))
+    half, mid = sections.lengths / 2, sections.midpoints
+    t = mid[..., None] + half[..., None] * nodes  # [n_rays, N, 64]
+    values = model.field.grad(rays, t.flatten(-2)).unflatten(-2, t.shape[-2:])  # [n_rays, N, 64, 4]
+    means = 0.5 * torch.einsum("rnkc,k->rnc", values, weights)
+    sigma, rgb = activate(means)
+    reference = composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
+    assert fast.rgb.dtype == F64
+    torch.testing.assert_close(fast.rgb, reference.rgb, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fast.acc, reference.acc, rtol=0, atol=1e-10)
+
+
+def test_integral_renderer_at_another_n_sections():
+    model = small_model()
+    rays = random_rays()
+    background = torch.ones(3, dtype=F64)
+    for n in (4, 8, 16, 5):
+        out = render_integral(model, rays, background, n_sections=n)
+        assert out.rgb.shape == (9, 3) and out.weights.shape == (9, n)
+
+
+def test_training_renderer_trains_the_sampler_too():
+    model = small_model()
+    out = render_training(model, random_rays(), torch.ones(3, dtype=F64), torch.Generator().manual_seed(0))
+    out.rgb.sum().backward()
+    assert model.sampler.mlp[-1].weight.grad.abs().sum() > 0
+    assert model.field.networks[0].body[1][0].weight.grad.abs().sum() > 0
+
+
+def test_render_chunks_equals_one_pass():
+    model = small_model()
+    rays = random_rays(n=20)
+    background = torch.ones(3, dtype=F64)
+    whole = render_integral(model, rays, background)
+    chunked = render_chunks(lambda r: render_integral(model, r, background), rays.reshape(4, 5), chunk=3)
+    assert chunked.rgb.shape == (4, 5, 3)
+    torch.testing.assert_close(chunked.rgb.reshape(20, 3), whole.rgb, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunked.depth.reshape(20, 1), whole.depth, rtol=0, atol=1e-12)

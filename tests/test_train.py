@@ -1,0 +1,166 @@
+"""The three CLIs end to end on a tiny generated scene: train, resume, render, evaluate."""
+import json
+import logging
+
+import pytest
+import torch
+
+from autoint_cli.checkpoint import load_checkpoint
+from autoint_cli.cli import eval_main, render_main, train_main
+from autoint_cli.config import ModelConfig
+from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+
+TINY_MODEL = "n_sections = 4\nsamples_per_section = 2\nnetdepth = 2\nnetwidth = 16\nmultires = 3\nmultires_views = 1\nsampler_depth = 2\nsampler_width = 16\n"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return write_demo_scene(tmp_path_factory.mktemp("scene") / "tiny", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
+
+
+def write_config(tmp_path, scene, extra=""):
+    text = (
+        f"expname = tiny\nbasedir = {tmp_path / 'logs'}\ndatadir = {scene}\ndataset_type = blender\n{TINY_MODEL}"
+        "N_rand = 64\nchunk = 32\nn_iters = 6\ni_print = 2\ni_img = 3\ni_weights = 3\ni_testset = 6\ni_video = 6\n"
+        "precision = fp32\nquiet = true\n" + extra
+    )
+    path = tmp_path / "tiny.txt"
+    path.write_text(text)
+    return path
+
+
+def test_train_writes_the_run_folder(tmp_path, scene, capsys):
+    config = write_config(tmp_path, scene)
+    assert train_main(["--config", str(config)]) == 0
+    assert "tiny: step 6" in capsys.readouterr().out
+    run = tmp_path / "logs" / "tiny"
+    assert (run / "config.txt").read_text() == config.read_text()
+    args = dict(line.split(" = ", 1) for line in (run / "args.txt").read_text().splitlines())
+    assert args["n_sections"] == "4" and args["lrate"] == "0.0005" and args["expname"] == "tiny" and len(args) > 40
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["000003.pt", "000006.pt"]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run / "testset_000006").iterdir()) == ["disp_000.png", "disp_001.png", "rgb_000.png", "rgb_001.png"]
+    assert (run / "tiny_spiral_000006_rgb.mp4").stat().st_size > 0 and (run / "tiny_spiral_000006_disp.mp4").stat().st_size > 0
+    payload = load_checkpoint(run / "checkpoints" / "000006.pt")
+    assert payload["step"] == 6 and payload["config"]["netwidth"] == 16 and set(payload) >= {"model", "optimizer", "rng", "config"}
+
+
+def test_resume_continues_from_the_saved_step(tmp_path, scene, capsys, caplog):
+    config = write_config(tmp_path, scene)
+    assert train_main(["--config", str(config)]) == 0
+    with caplog.at_level(logging.INFO):
+        assert train_main(["--config", str(config), "--n_iters", "9", "--i_testset", "0", "--i_video", "0"]) == 0
+    assert "tiny: step 9" in capsys.readouterr().out
+    assert "resuming tiny from step 6" in caplog.text
+    assert (tmp_path / "logs" / "tiny" / "checkpoints" / "000009.pt").is_file()
+
+
+def test_killed_and_resumed_run_is_bit_identical(tmp_path, scene):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight = write_config(tmp_path / "a", scene)
+    assert train_main(["--config", str(straight), "--i_weights", "100", "--i_testset", "0", "--i_video", "0"]) == 0
+    split = write_config(tmp_path / "b", scene)
+    assert train_main(["--config", str(split), "--n_iters", "3", "--i_testset", "0", "--i_video", "0"]) == 0
+    assert train_main(["--config", str(split), "--i_testset", "0", "--i_video", "0"]) == 0
+    a = load_checkpoint(tmp_path / "a" / "logs" / "tiny" / "checkpoints" / "000006.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "logs" / "tiny" / "checkpoints" / "000006.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_render_and_eval_outputs(tmp_path, scene, capsys):
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config)]) == 0
+    run = tmp_path / "logs" / "tiny"
+
+    assert render_main(["--expdir", str(run), "--split", "path", "--n_sections", "8", "--max_views", "5"]) == 0
+    out = run / "render_path_000006"
+    assert len(list(out.glob("rgb_*.png"))) == 5 and len(list(out.glob("disp_*.png"))) == 5
+    assert (out / "rgb.mp4").is_file() and (out / "disp.mp4").is_file()
+    assert "5 path views, integral N=8:" in capsys.readouterr().out
+
+    assert render_main(["--expdir", str(run), "--renderer", "quadrature", "--n_samples", "16", "--out", str(tmp_path / "q")]) == 0
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["disp_000.png", "disp_001.png", "rgb_000.png", "rgb_001.png"]
+
+    assert eval_main(["--expdir", str(run), "--n_sections", "2", "4", "--quadrature_samples", "16"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {k: metrics[k] for k in ("scene", "expname", "step", "split", "n_views", "resolution")} == {
+        "scene": "tiny", "expname": "tiny", "step": 6, "split": "test", "n_views": 2, "resolution": [12, 12]}
+    assert metrics["device"].startswith("cpu")
+    assert [(r["renderer"], r.get("n_sections"), r.get("n_samples")) for r in metrics["results"]] == [
+        ("integral", 2, None), ("integral", 4, None), ("quadrature", None, 16)]
+    for r in metrics["results"]:
+        assert {"psnr", "psnr_std", "ssim", "lpips", "ms_per_frame", "rays_per_sec", "per_image"} <= set(r)
+        assert [e["view"] for e in r["per_image"]] == [0, 1] and all({"psnr", "ssim"} <= set(e) for e in r["per_image"])
+        assert abs(r["psnr"] - sum(e["psnr"] for e in r["per_image"]) / 2) < 1e-9
+        assert r["lpips"] is not None or "lpips_note" in r
+        assert r["ms_per_frame"] > 0 and r["rays_per_sec"] == pytest.approx(144 / (r["ms_per_frame"] / 1e3))
+    table = (run / "metrics.md").read_text()
+    assert "| integral N=4 |" in table and "| quadrature K=16 |" in table
+    assert (run / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_beats_an_untrained_model(tmp_path):
+    """The same run at step 0 and after 300 steps: integral PSNR on held-out views must rise clearly."""
+    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=24, n_val=1, n_test=3))
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nlrate = 3e-3\nN_rand = 256\nchunk = 256\nnetdepth = 4\nnetwidth = 32\n")
+    run = tmp_path / "logs" / "tiny"
+    assert train_main(["--config", str(config), "--n_iters", "0"]) == 0
+    assert eval_main(["--expdir", str(run), "--n_sections", "4", "--quadrature_samples", "0", "--out", str(tmp_path / "untrained.json")]) == 0
+    assert train_main(["--config", str(config), "--n_iters", "300", "--i_weights", "300"]) == 0
+    assert eval_main(["--expdir", str(run), "--n_sections", "4", "--quadrature_samples", "0", "--out", str(tmp_path / "trained.json")]) == 0
+    before = json.loads((tmp_path / "untrained.json").read_text())["results"][0]["psnr"]
+    after = json.loads((tmp_path / "trained.json").read_text())["results"][0]["psnr"]
+    assert after > before + 5, (before, after)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n_sections", "0"], "autoint-train: error: n_sections must be at least 1, got 0"),
+    (["--lrate", "-1"], "autoint-train: error: lrate must be positive, got -1.0"),
+    (["--expname", "../escape"], "autoint-train: error: expname must be a plain folder name"),
+])
+def test_train_bad_values(tmp_path, scene, capsys, argv, message):
+    assert train_main(["--config", str(write_config(tmp_path, scene)), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_train_bad_choice(tmp_path, scene, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--config", str(write_config(tmp_path, scene)), "--precision", "fp8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("autoint-train: error: argument --precision: invalid choice: 'fp8'") and err.count("\n") == 1
+
+
+def test_resume_into_another_architecture_is_refused(tmp_path, scene, capsys):
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config)]) == 0
+    assert train_main(["--config", str(config), "--netwidth", "32", "--n_iters", "9"]) == 2
+    assert "saved with a different architecture (netwidth 16 -> 32)" in capsys.readouterr().err
+
+
+def test_render_and_eval_without_a_run(tmp_path, capsys):
+    assert render_main(["--expdir", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoints/NNNNNN.pt" in capsys.readouterr().err
+    assert eval_main(["--expdir", str(tmp_path), "--ckpt", str(tmp_path / "x.pt")]) == 2
+    assert "x.pt: checkpoint missing" in capsys.readouterr().err
+
+
+def test_state_dict_keys_are_stable():
+    """Checkpoint keys derive from the architecture alone (no per-instance ids)."""
+    from autoint_cli.models import SceneModel
+
+    config = ModelConfig(netdepth=2, netwidth=8, sampler_depth=2, sampler_width=8, n_sections=4)
+    keys = list(SceneModel(config).state_dict())
+    assert keys == list(SceneModel(config).state_dict())
+    assert keys == [
+        "field.networks.0.body.layers.1.layers.0.weight", "field.networks.0.body.layers.1.layers.0.bias",
+        "field.networks.0.body.layers.1.layers.2.weight", "field.networks.0.body.layers.1.layers.2.bias",
+        "field.networks.1.body.layers.1.layers.0.weight", "field.networks.1.body.layers.1.layers.0.bias",
+        "field.networks.1.body.layers.1.layers.2.weight", "field.networks.1.body.layers.1.layers.2.bias",
+        "sampler.mlp.0.weight", "sampler.mlp.0.bias", "sampler.mlp.2.weight", "sampler.mlp.2.bias",
+    ]
