@@ -65,7 +65,7 @@ def make_capture(folder, n=5, H=16, W=24, seed=0, write_images=True):
 
 def test_pose_conventions_and_scaling(tmp_path):
     c2w, bounds = make_capture(tmp_path / "cap")
-    scene = load_llff(tmp_path / "cap", factor=1, recenter_poses=False, ndc=False, llffhold=0)
+    scene = load_llff(tmp_path / "cap", factor=1, recenter=False, ndc=False, llffhold=0)
     scale = 1 / (bounds.min() * 0.75)
     expected = c2w.copy()
     expected[:, :, 3] *= scale

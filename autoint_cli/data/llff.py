@@ -11,7 +11,7 @@ import numpy as np
 
 from ..rays import Intrinsics
 from .images import read_image, read_split, resize_area
-from .poses import recenter, spherify as spherify_poses, spiral_path
+from .poses import recenter as recenter_on_average, spherify as spherify_poses, spiral_path
 from .scene import Scene, SceneError, as_indices, as_tensor
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def load_llff(
     datadir,
     factor: int = 8,
     llffhold: int = 8,
-    recenter_poses: bool = True,
+    recenter: bool = True,
     bd_factor: float = 0.75,
     spherify: bool = False,
     ndc: bool = True,
@@ -91,7 +91,7 @@ def load_llff(
     Args:
         datadir: folder with poses_bounds.npy and images_<factor>/ (or images/).
         factor: image downsampling factor.
-        recenter_poses: re-centre on the average pose (NeRF always does).
+        recenter: re-centre on the average pose (NeRF always does).
     """
     datadir = Path(datadir)
     if not datadir.is_dir():
@@ -116,8 +116,8 @@ def load_llff(
     scale = 1.0 / (bounds.min() * bd_factor)
     c2w[:, :3, 3] *= scale
     bounds = bounds * scale
-    if recenter_poses:
-        c2w = recenter(c2w)
+    if recenter:
+        c2w = recenter_on_average(c2w)
     if spherify:
         c2w, bounds, render = spherify_poses(c2w, bounds)
     else:
