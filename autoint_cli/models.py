@@ -43,10 +43,15 @@ class RadianceField(nn.Module):
         self.networks = nn.ModuleList([_integral_network(config, n) for n in outputs])
         # Derived views over the same modules; kept out of the module tree so the state dict lists each weight once.
         self._grad_networks: List[nn.Module] = [net.grad_network() for net in self.networks]
+        self._integral_networks: List[nn.Module] = list(self.networks)
 
     def compile_grad_networks(self) -> None:
         """Wraps the grad networks in torch.compile (the fused fast path on CUDA)."""
         self._grad_networks = [torch.compile(GradNetwork(net)) for net in self.networks]
+
+    def compile_integral_networks(self, mode: str = "default") -> None:
+        """Wraps the integral networks in torch.compile (``mode`` as torch.compile takes it)."""
+        self._integral_networks = [torch.compile(net, mode=mode) for net in self.networks]
 
     @staticmethod
     def constants(rays: Rays) -> Tuple[Tensor, Tensor, Tensor]:
@@ -70,7 +75,7 @@ class RadianceField(nn.Module):
     def integral(self, rays: Rays, t: Tensor) -> Tensor:
         """Φ at t, in float32 at least (even under bf16 autocast): [*rays, n_samples, 4] (σ in channel 0, colour in 1:4)."""
         consts = self.constants(rays)
-        out = torch.cat([net(t[..., None], *consts) for net in self.networks], -1)
+        out = torch.cat([net(t[..., None], *consts) for net in self._integral_networks], -1)
         return out.to(torch.promote_types(out.dtype, torch.float32))
 
 

@@ -13,7 +13,6 @@ Directions are not normalised: t is depth along the camera's −z axis, and a
 distance along the ray is t·‖d‖.
 """
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor

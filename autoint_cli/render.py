@@ -18,7 +18,7 @@ The activations come after integration, in one place (:func:`activate`):
   its own bin: the slow reference on the same weights.
 """
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -115,5 +115,3 @@ def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int
     shape = rays.shape
     return RenderOutput(*(x.reshape(*shape, x.shape[-1]) for x in joined), weights=torch.empty(0))
 
-
-RENDERERS: Sequence[str] = ("integral", "quadrature")

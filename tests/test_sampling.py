@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from autoint_cli.sampling import Sections, resample_sections, sections_from_lengths, stratified_samples, uniform_sections
+from autoint_cli.sampling import resample_sections, sections_from_lengths, stratified_samples, uniform_sections
 
 
 def bounds(n=6):

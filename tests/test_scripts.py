@@ -58,3 +58,16 @@ def test_bench_autoint_quick_smoke():
         assert r["median_ms"] > 0
         # Both compute the same ∂Φ/∂t and weight gradients to float32 rounding.
         assert r["output_err_vs_float64"] < 1e-4 and r["param_grad_err_vs_float64"] < 1e-4
+
+
+@pytest.mark.parametrize("script, variants", [
+    ("scripts/bench_render.py", ["eager_fp32", "eager_tf32"]),
+    ("scripts/bench_train.py", ["eager_tf32"]),
+])
+def test_gpu_benchmarks_quick_smoke(script, variants):
+    proc = run(script, "--quick", "--variants", *variants)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["variant"] for r in report["results"]] == variants
+    for r in report["results"]:
+        assert (r.get("ms_per_frame") or r.get("ms_per_step")) > 0 and r["rays_per_sec"] > 0

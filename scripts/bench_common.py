@@ -1,0 +1,25 @@
+"""What the GPU benchmark scripts share: the device, its name, and the camera they render."""
+import math
+from typing import Tuple
+
+import torch
+
+from autoint_cli.data.poses import spherical_pose
+from autoint_cli.rays import Intrinsics
+
+# nerf_synthetic's horizontal field of view, so a frame costs what a Blender test view costs.
+BLENDER_CAMERA_ANGLE_X = 0.6911112070083618
+
+
+def bench_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_label(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def blender_view(size: int, device: torch.device) -> Tuple[Intrinsics, torch.Tensor]:
+    """A square Blender-style camera of ``size`` pixels at radius 4, 30° above the object."""
+    intrinsics = Intrinsics.from_focal(size, size, 0.5 * size / math.tan(0.5 * BLENDER_CAMERA_ANGLE_X))
+    return intrinsics, torch.from_numpy(spherical_pose(30.0, -30.0, 4.0)).float().to(device)

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Integral rendering speed: ms per frame, rays/s and matrix TFLOP/s, with the quality drift of each fast path.
+
+Renders one Blender-style camera (near 2, far 6, lego's field of view) with
+the paper-size model: a trained checkpoint (``--ckpt``) or random weights. Each
+variant is timed over ``--repeats`` frames after warm-up, and its frame is
+compared with a float32 render of the same weights (PSNR of the variant
+against it; null in the JSON where the frames are identical). Prints a table, then one JSON line.
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from typing import Optional, Sequence
+
+import torch
+from bench_common import bench_device, blender_view, device_label
+
+from autoint_cli.checkpoint import load_checkpoint
+from autoint_cli.config import ModelConfig, unflatten
+from autoint_cli.metrics import psnr
+from autoint_cli.models import SceneModel
+from autoint_cli.rays import camera_rays
+from autoint_cli.render import render_chunks, render_integral
+
+VARIANTS = ("eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16")
+
+
+def matmul_flops_per_eval(model: SceneModel) -> int:
+    """2·in·out per Linear layer of the integral networks (the tangent is not computed when integrating)."""
+    return sum(2 * m.weight.numel() for net in model.field.networks for m in net.modules() if hasattr(m, "weight") and m.weight is not None and m.weight.dim() == 2)
+
+
+def measured_bf16_rate(device: torch.device) -> Optional[float]:
+    """TFLOP/s of an 8192³ bf16 matrix product on this GPU (median of 10 after warm-up)."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop) / 1e3)
+    return 2 * 8192**3 / statistics.median(times) / 1e12
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", default=None, help="a trained checkpoint (default: random paper-size weights)")
+    parser.add_argument("--resolution", type=int, nargs="+", default=[400, 800], help="square frame sizes")
+    parser.add_argument("--n_sections", type=int, nargs="+", default=[16, 8], help="N for each resolution, paired in order")
+    parser.add_argument("--chunk", type=int, default=65536)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--quick", action="store_true", help="CPU smoke check: 32x32, small model, 2 repeats")
+    args = parser.parse_args(argv)
+    device = bench_device()
+    if args.ckpt:
+        payload = load_checkpoint(args.ckpt)
+        model_config = unflatten(payload["config"]).model
+    else:
+        payload = None
+        model_config = ModelConfig()
+    if args.quick:
+        args.resolution, args.n_sections, args.repeats = [32], [8], 2
+        model_config = ModelConfig(netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32)
+        payload = None
+    pairs = list(zip(args.resolution, args.n_sections))
+
+    rows = []
+    for size, n in pairs:
+        intrinsics, c2w = blender_view(size, device)
+        rays = camera_rays(c2w, intrinsics, 2.0, 6.0)
+        background = torch.ones(3, device=device)
+        reference = None
+        for variant in ["eager_fp32"] + [v for v in args.variants if v != "eager_fp32"]:
+            torch.manual_seed(0)
+            model = SceneModel(model_config)
+            if payload is not None:
+                model.load_state_dict(payload["model"])
+            model.to(device).eval()
+            precision = variant.split("_")[1]
+            torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+            if variant.startswith("compiled"):
+                model.field.compile_integral_networks()
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+            def frame():
+                with torch.no_grad(), autocast:
+                    return render_chunks(lambda r: render_integral(model, r, background, n), rays, args.chunk)
+
+            for _ in range(2):
+                out = frame()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                out = frame()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append((time.perf_counter() - start) * 1e3)
+            image = out.rgb.float().cpu().numpy()
+            if variant == "eager_fp32":
+                reference = image
+            ms = statistics.median(times)
+            flops = size * size * (n + 1) * matmul_flops_per_eval(model)
+            rows.append({
+                "variant": variant, "resolution": size, "n_sections": n, "ms_per_frame": ms,
+                "fps": 1e3 / ms, "rays_per_sec": size * size / (ms / 1e3), "matrix_tflops": flops / (ms / 1e3) / 1e12,
+                # None where the frame is bit-identical to the float32 render (PSNR infinite).
+                "psnr_vs_fp32": None if math.isinf(psnr(image, reference)) else psnr(image, reference),
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+            })
+            if variant == "eager_fp32" and variant not in args.variants:
+                rows.pop()
+    bf16 = measured_bf16_rate(device)
+    name = device_label(device)
+    print(f"{name}, torch {torch.__version__}, weights: {args.ckpt or 'random'}, measured bf16 matmul: {bf16 and round(bf16)} TFLOP/s")
+    print(f"{'variant':<16}{'size':>6}{'N':>4}{'ms/frame':>10}{'fps':>8}{'TFLOP/s':>9}{'PSNR vs fp32':>14}")
+    for r in rows:
+        print(f"{r['variant']:<16}{r['resolution']:>6}{r['n_sections']:>4}{r['ms_per_frame']:>10.2f}{r['fps']:>8.1f}{r['matrix_tflops']:>9.1f}{'identical' if r['psnr_vs_fp32'] is None else format(r['psnr_vs_fp32'], '.2f'):>14}")
+    print(json.dumps({"bench": "render", "device": name, "torch": torch.__version__, "weights": args.ckpt or "random",
+                      "bf16_matmul_tflops": bf16, "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Training throughput: rays per second of full training steps (training renderer, loss, backward, Adam).
+
+Random pixels of random images on a Blender-style camera (speed does not
+depend on the content), the paper's N = 32, M = 4 and 10x256 networks unless
+told otherwise. Each variant: warm-up steps (compilation included), then timed
+steps. Prints a table, then one JSON line.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from typing import Optional, Sequence
+
+import torch
+from bench_common import bench_device, blender_view, device_label
+
+from autoint_cli.config import ModelConfig
+from autoint_cli.models import SceneModel
+from autoint_cli.rays import pixel_rays
+from autoint_cli.render import render_training
+
+VARIANTS = ("eager_tf32", "compiled_tf32", "compiled_bf16", "compiled_tf32_shared_trunk")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--N_rand", type=int, default=4096)
+    parser.add_argument("--n_sections", type=int, default=32)
+    parser.add_argument("--samples_per_section", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--quick", action="store_true", help="CPU smoke check: small model and batch")
+    args = parser.parse_args(argv)
+    device = bench_device()
+    base = ModelConfig(n_sections=args.n_sections, samples_per_section=args.samples_per_section)
+    if args.quick:
+        base = replace(base, netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32, n_sections=8, samples_per_section=2)
+        args.N_rand, args.steps, args.warmup = 256, 3, 1
+        args.variants = [v for v in args.variants if not v.startswith("compiled")] or ["eager_tf32"]
+    size = 400
+    intrinsics, c2w = blender_view(size, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    images = torch.rand(size, size, 3, device=device, generator=generator)
+    background = torch.ones(3, device=device)
+
+    rows = []
+    for variant in args.variants:
+        config = replace(base, shared_trunk=variant.endswith("shared_trunk"))
+        torch.manual_seed(0)
+        model = SceneModel(config).to(device)
+        if variant.startswith("compiled"):
+            model.field.compile_grad_networks()
+        optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in variant)
+
+        def step():
+            rows_, cols_ = (torch.randint(0, size, (args.N_rand,), device=device, generator=generator) for _ in range(2))
+            rays = pixel_rays(c2w, rows_, cols_, intrinsics, 2.0, 6.0)
+            with autocast:
+                out = render_training(model, rays, background, generator)
+            loss = torch.mean((out.rgb.float() - images[rows_, cols_]) ** 2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        for _ in range(args.warmup):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        rows.append({
+            "variant": variant, "N_rand": args.N_rand, "n_sections": config.n_sections, "samples_per_section": config.samples_per_section,
+            "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3, "rays_per_sec": args.N_rand / seconds,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+        })
+    name = device_label(device)
+    print(f"{name}, torch {torch.__version__}, N = {base.n_sections}, M = {base.samples_per_section}, {base.netdepth}x{base.netwidth}, {args.N_rand} rays/step")
+    print(f"{'variant':<28}{'ms/step':>9}{'rays/s':>10}{'peak GiB':>10}")
+    for r in rows:
+        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        print(f"{r['variant']:<28}{r['ms_per_step']:>9.1f}{r['rays_per_sec']:>10.0f}{peak:>10}")
+    print(json.dumps({"bench": "train", "device": name, "torch": torch.__version__, "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
