@@ -108,10 +108,20 @@ def render_quadrature(model: SceneModel, rays: Rays, background: Tensor, n_sampl
 
 
 def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int) -> RenderOutput:
-    """Renders a flat batch of rays ``chunk`` at a time and joins the outputs (weights are dropped)."""
+    """Renders a batch of rays ``chunk`` at a time and joins the outputs (weights are dropped).
+
+    When several chunks are needed, the last is padded to a full chunk by
+    repeating its final ray, so that the renderer sees one shape only (compiled
+    networks and CUDA graphs need a fixed shape); the padding is cut off again.
+    """
     flat = rays.reshape(-1)
-    parts = [render(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)]
-    joined = [torch.cat([getattr(p, name) for p in parts], 0) for name in ("rgb", "acc", "depth")]
+    n = flat.shape[0]
+    parts = []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        index = torch.arange(start, start + chunk if n > chunk else stop, device=flat.origins.device).clamp(max=n - 1)
+        out = render(flat[index])
+        parts.append([getattr(out, name)[: stop - start] for name in ("rgb", "acc", "depth")])
+    joined = [torch.cat([p[i] for p in parts], 0) for i in range(3)]
     shape = rays.shape
     return RenderOutput(*(x.reshape(*shape, x.shape[-1]) for x in joined), weights=torch.empty(0))
-

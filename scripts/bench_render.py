@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from bench_common import bench_device, blender_view, device_label
 
@@ -109,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append((time.perf_counter() - start) * 1e3)
-            image = out.rgb.float().cpu().numpy()
+            image = np.clip(out.rgb.float().cpu().numpy(), 0.0, 1.0)
             if variant == "eager_fp32":
                 reference = image
             ms = statistics.median(times)

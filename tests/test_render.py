@@ -154,7 +154,17 @@ def test_render_chunks_equals_one_pass():
     rays = random_rays(n=20)
     background = torch.ones(3, dtype=F64)
     whole = render_integral(model, rays, background)
-    chunked = render_chunks(lambda r: render_integral(model, r, background), rays.reshape(4, 5), chunk=3)
+    shapes = []
+
+    def render(r):
+        shapes.append(r.shape[0])
+        return render_integral(model, r, background)
+
+    chunked = render_chunks(render, rays.reshape(4, 5), chunk=3)
     assert chunked.rgb.shape == (4, 5, 3)
+    assert shapes == [3] * 7  # 20 rays: six full chunks and the last padded from 2 to 3
+    single = render_chunks(render, rays, chunk=64)
+    assert shapes[-1] == 20  # one chunk: no padding
+    torch.testing.assert_close(single.rgb, whole.rgb, rtol=0, atol=1e-12)
     torch.testing.assert_close(chunked.rgb.reshape(20, 3), whole.rgb, rtol=0, atol=1e-12)
     torch.testing.assert_close(chunked.depth.reshape(20, 1), whole.depth, rtol=0, atol=1e-12)
