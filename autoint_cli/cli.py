@@ -98,7 +98,25 @@ def _add_run_args(parser) -> None:
     parser.add_argument("--ckpt", type=Path, default=None, help="a checkpoint file (default: the latest of the run)")
     parser.add_argument("--max_views", type=int, default=None, help="only the first views of the split")
     parser.add_argument("--chunk", type=int, default=32768, help="rays rendered together; lower it when memory runs out")
+    parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
+                        help="matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)")
+    parser.add_argument("--compile", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="torch.compile the networks (CUDA; pays a warm-up)")
     _add_device_args(parser)
+
+
+def _load_for_rendering(args):
+    """The run, on its device, with the precision and compilation asked for; returns (run, device, precision)."""
+    from .render_views import load_run
+
+    device = _device(args.device)
+    run = load_run(args.expdir, device, args.ckpt)
+    precision = args.precision or run.config.run.precision
+    _set_precision(precision)
+    if args.compile:
+        run.model.field.compile_integral_networks()
+        run.model.field.compile_grad_networks()
+    return run, device, precision
 
 
 def _add_device_args(parser) -> None:
@@ -149,7 +167,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def render_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-render --expdir logs/<expname> [...]``: PNG frames (and MP4) of a split or the camera path."""
-    from .render_views import load_run, make_renderer, render_poses, split_poses, write_views
+    from .render_views import make_renderer, render_poses, split_poses, write_views
 
     parser = ArgumentParser(prog="autoint-render", description="Render a trained run's test/val/train views or its camera path.")
     _add_run_args(parser)
@@ -163,12 +181,10 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     _check_positive(parser, args, ("n_sections", "n_samples", "max_views", "chunk"))
 
     def body() -> int:
-        device = _device(args.device)
-        run = load_run(args.expdir, device, args.ckpt)
-        _set_precision(run.config.run.precision)
+        run, device, precision = _load_for_rendering(args)
         poses = split_poses(run.scene, args.split)[: args.max_views]
         background = torch.tensor(run.scene.background, device=device)
-        render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples)
+        render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16")
         views = render_poses(run.scene, poses, render, args.chunk, device)
         out = args.out or args.expdir / f"render_{args.split}_{run.step:06d}"
         video = args.split == "path" if args.video is None else args.video
@@ -184,7 +200,6 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-eval --expdir logs/<expname> [...]``: PSNR/SSIM/LPIPS and timings as JSON, Markdown and a plot."""
     from .evaluate import evaluate, metrics_table, write_metrics
-    from .render_views import load_run
 
     parser = ArgumentParser(prog="autoint-eval", description="Evaluate a trained run: integral rendering at several N against quadrature.")
     _add_run_args(parser)
@@ -198,10 +213,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--n_sections must be at least 1 and --quadrature_samples 0 or more")
 
     def body() -> int:
-        device = _device(args.device)
-        run = load_run(args.expdir, device, args.ckpt)
-        _set_precision(run.config.run.precision)
-        metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views)
+        run, device, precision = _load_for_rendering(args)
+        metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision)
         written = write_metrics(metrics, args.out or args.expdir / "metrics.json")
         print(metrics_table(metrics), end="")
         print("wrote " + ", ".join(str(p) for p in written))

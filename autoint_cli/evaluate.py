@@ -50,6 +50,7 @@ def evaluate(
     split: str = "test",
     chunk: int = 8192,
     max_views: Optional[int] = None,
+    precision: str = "tf32",
 ) -> Dict:
     """Renders every view of ``split`` with each renderer setting and scores it.
 
@@ -66,7 +67,7 @@ def evaluate(
     if quadrature_samples:
         settings.append(("quadrature", {"n_samples": quadrature_samples}))
     for renderer, option in settings:
-        render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128))
+        render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128), precision == "bf16")
         views = render_poses(run.scene, poses, render, chunk, device)
         results.append({"renderer": renderer, **option, **_score(run, split, views, lpips)})
     return {
@@ -79,6 +80,7 @@ def evaluate(
         "resolution": [run.scene.H, run.scene.W],
         "device": device_name(device),
         "torch": torch.__version__,
+        "precision": precision,
         "results": results,
     }
 
@@ -94,7 +96,8 @@ def metrics_table(metrics: Dict) -> str:
     lines = [
         f"# {metrics['expname']}: {metrics['scene']}, step {metrics['step']}",
         "",
-        f"{metrics['n_views']} {metrics['split']} views at {metrics['resolution'][1]}x{metrics['resolution'][0]}, {metrics['device']}, torch {metrics['torch']}",
+        f"{metrics['n_views']} {metrics['split']} views at {metrics['resolution'][1]}x{metrics['resolution'][0]}, "
+        f"{metrics['device']}, torch {metrics['torch']}, {metrics['precision']} matrix products",
         "",
         "| renderer | PSNR (dB) | ± std | SSIM | LPIPS | ms / frame | rays / s |",
         "|---|---|---|---|---|---|---|",

@@ -26,7 +26,7 @@ def _integral_network(config: ModelConfig, out_features: int) -> IntegralNetwork
     point = Sequential(Sum(Constant(0), Product(Variable(), Constant(1))), PositionalEncoding(config.multires))
     code = Sequential(Constant(2), PositionalEncoding(config.multires_views))
     width = PositionalEncoding(config.multires).out_features(3) + PositionalEncoding(config.multires_views).out_features(3)
-    body = Sequential(Concat(point, code), mlp(width, config.netwidth, config.netdepth, out_features, config.activation, config.w0))
+    body = Sequential(Concat(point, code), mlp(width, config.netwidth, config.netdepth, out_features, config.activation, config.w0, full_precision_output=True))
     return IntegralNetwork(body, n_constants=3)
 
 

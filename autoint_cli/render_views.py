@@ -48,13 +48,24 @@ def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None) ->
     return LoadedRun(config, model, scene_from_config(config.data), int(payload["step"]), path)
 
 
-def make_renderer(model: SceneModel, background: Tensor, renderer: str, n_sections: Optional[int] = None, n_samples: int = 128) -> Callable[[Rays], RenderOutput]:
-    """A function of rays for the integral renderer (at ``n_sections``) or the quadrature renderer (at ``n_samples``)."""
-    if renderer == "integral":
-        return lambda rays: render_integral(model, rays, background, n_sections)
-    if renderer == "quadrature":
-        return lambda rays: render_quadrature(model, rays, background, n_samples)
-    raise ValueError(f"unknown renderer {renderer!r}; expected integral or quadrature")
+def make_renderer(
+    model: SceneModel, background: Tensor, renderer: str, n_sections: Optional[int] = None, n_samples: int = 128, bf16: bool = False
+) -> Callable[[Rays], RenderOutput]:
+    """A function of rays for the integral renderer (at ``n_sections``) or the quadrature renderer (at ``n_samples``).
+
+    With ``bf16`` the networks run under bf16 autocast; Φ's output layer and
+    the section differences stay in float32.
+    """
+    if renderer not in ("integral", "quadrature"):
+        raise ValueError(f"unknown renderer {renderer!r}; expected integral or quadrature")
+
+    def render(rays: Rays) -> RenderOutput:
+        with torch.autocast(background.device.type, dtype=torch.bfloat16, enabled=bf16):
+            if renderer == "integral":
+                return render_integral(model, rays, background, n_sections)
+            return render_quadrature(model, rays, background, n_samples)
+
+    return render
 
 
 def render_camera(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], chunk: int, device: torch.device) -> RenderOutput:

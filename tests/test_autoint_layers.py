@@ -143,3 +143,22 @@ def test_sine_initialisation_bounds():
     assert first.weight.abs().max() <= 1 / 50
     assert hidden.weight.abs().max() <= (6 / 50) ** 0.5 / 30
     assert hidden.weight.abs().max() > 0.9 * (6 / 50) ** 0.5 / 30
+
+
+def test_full_precision_layer_stays_float32_under_autocast():
+    """Φ's output layer under bf16 autocast: float32 out, equal to a float32 pass on the bf16-rounded input."""
+    phi = IntegralNetwork(Sequential(Linear(1, 16, init="xavier"), Tanh(), Linear(16, 3, init="xavier", full_precision=True)))
+    plain = IntegralNetwork(Sequential(Linear(1, 16, init="xavier"), Tanh(), Linear(16, 3, init="xavier")))
+    plain.load_state_dict(phi.state_dict())
+    t = torch.rand(50, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, grad = phi(t), phi.grad_network()(t)
+        rounded = plain(t)
+    assert out.dtype == grad.dtype == torch.float32 and rounded.dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = Dual(torch.tanh(torch.nn.functional.linear(t, phi.body[0].weight, phi.body[0].bias)))
+    last = phi.body[2]
+    expected = torch.nn.functional.linear(hidden.primal.float(), last.weight, last.bias)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # Without autocast the flag changes nothing.
+    torch.testing.assert_close(phi(t), plain(t), rtol=0, atol=0)

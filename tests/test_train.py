@@ -164,3 +164,18 @@ def test_state_dict_keys_are_stable():
         "field.networks.1.body.layers.1.layers.2.weight", "field.networks.1.body.layers.1.layers.2.bias",
         "sampler.mlp.0.weight", "sampler.mlp.0.bias", "sampler.mlp.2.weight", "sampler.mlp.2.bias",
     ]
+
+
+def test_bf16_rendering_stays_close_to_float32(tmp_path, scene, capsys):
+    """autoint-eval --precision bf16: the same run's PSNR within 0.5 dB of float32 (CPU autocast)."""
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config)]) == 0
+    run = tmp_path / "logs" / "tiny"
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.json"
+        assert eval_main(["--expdir", str(run), "--n_sections", "4", "--quadrature_samples", "0", "--precision", precision, "--out", str(out)]) == 0
+        metrics = json.loads(out.read_text())
+        assert metrics["precision"] == precision
+        scores[precision] = metrics["results"][0]["psnr"]
+    assert abs(scores["bf16"] - scores["fp32"]) < 0.5, scores

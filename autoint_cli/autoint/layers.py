@@ -98,10 +98,16 @@ class Linear(AutoIntModule):
         bias: whether to add b.
         init: weight initialisation, one of :data:`INITS`.
         w0: the sine frequency that the ``sine`` initialisation divides by.
+        full_precision: compute this layer in float32 (or wider) even under
+            autocast. Meant for an integral network's output layer: Φ is
+            differenced over short sections, and bf16 would round it away.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "kaiming", w0: float = 30.0):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, init: str = "kaiming", w0: float = 30.0, full_precision: bool = False
+    ):
         super().__init__()
+        self.full_precision = full_precision
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {sorted(INITS)}")
         self.in_features, self.out_features, self.init = in_features, out_features, init
@@ -117,11 +123,17 @@ class Linear(AutoIntModule):
         x = as_dual(x)
         if x.n_features != self.in_features:
             raise ValueError(f"Linear({self.in_features}->{self.out_features}) got {x.n_features} input features")
-        y = F.linear(x.primal, self.weight, self.bias)
+        if self.full_precision and torch.is_autocast_enabled(x.primal.device.type):
+            with torch.autocast(x.primal.device.type, enabled=False):
+                return self._affine(_widen(x), _widen(self.weight), None if self.bias is None else _widen(self.bias))
+        return self._affine(x, self.weight, self.bias)
+
+    @staticmethod
+    def _affine(x: Dual, weight: Tensor, bias: Optional[Tensor]) -> Dual:
+        y = F.linear(x.primal, weight, bias)
         if x.tangent is None:
             return Dual(y)
-        weight = self.weight if x.is_full else self.weight[:, x.tangent_slice()]
-        return Dual(y, F.linear(x.tangent, weight))
+        return Dual(y, F.linear(x.tangent, weight if x.is_full else weight[:, x.tangent_slice()]))
 
     def build_graph(self, g: GraphBuilder, inp: Optional[NodeRef]) -> NodeRef:
         inp = graph_input(g, inp)
@@ -130,7 +142,15 @@ class Linear(AutoIntModule):
         return g.unary(inp, f"Linear {shape}: W x{bias}", f"Linear {shape}: W dx (no bias)", uses_primal=False)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}->{self.out_features}, bias={self.bias is not None}, init={self.init}"
+        full = ", full_precision=True" if self.full_precision else ""
+        return f"{self.in_features}->{self.out_features}, bias={self.bias is not None}, init={self.init}{full}"
+
+
+def _widen(x):
+    """At least float32: a Dual's parts, or a tensor."""
+    if isinstance(x, Dual):
+        return Dual(_widen(x.primal), None if x.tangent is None else _widen(x.tangent), x.offset)
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _kaiming(w: Tensor, w0: float) -> None:

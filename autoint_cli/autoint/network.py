@@ -119,8 +119,12 @@ def mlp(
     out_features: int,
     activation: str = "swish",
     w0: float = 30.0,
+    full_precision_output: bool = False,
 ) -> Sequential:
     """``n_layers`` Linear layers with ``activation`` between them, none after the last.
+
+    ``full_precision_output`` keeps the last layer in float32 under autocast
+    (see :class:`Linear`).
 
     Initialisation follows the activation: SIREN's for sine (U(±1/n) first,
     U(±sqrt(6/n)/w0) after), Xavier for tanh and sigmoid, Kaiming otherwise.
@@ -134,7 +138,8 @@ def mlp(
     sizes = [in_features] + [hidden_features] * (n_layers - 1) + [out_features]
     layers = []
     for i in range(n_layers):
-        layers.append(Linear(sizes[i], sizes[i + 1], init=inits[i], w0=w0))
+        last = i == n_layers - 1
+        layers.append(Linear(sizes[i], sizes[i + 1], init=inits[i], w0=w0, full_precision=last and full_precision_output))
         if i < n_layers - 1:
             layers.append(make_activation(activation, w0))
     return Sequential(*layers)
