@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +72,21 @@ def test_gpu_benchmarks_quick_smoke(script, variants):
     assert [r["variant"] for r in report["results"]] == variants
     for r in report["results"]:
         assert (r.get("ms_per_frame") or r.get("ms_per_step")) > 0 and r["rays_per_sec"] > 0
+
+
+def test_ct_sparse_view_quick(tmp_path):
+    proc = run("scripts/ct_sparse_view.py", "--quick", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    (row,) = report["results"]
+    assert row["subsample"] == 4 and row["train_angles"] == 8
+    assert set(row["autoint"]) == {"swish", "relu"}
+    for r in [row["baseline"], *row["autoint"].values()]:
+        assert np.isfinite(r["sinogram_psnr"]) and np.isfinite(r["fbp_psnr"])
+    assert "| 4 (8 angles) | linear interpolation |" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "ct_sparse_view.png").stat().st_size > 1000
+
+
+def test_ct_sparse_view_bad_arguments(tmp_path):
+    proc = run("scripts/ct_sparse_view.py", "--subsample", "1", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "--subsample values must lie in [2, n_angles)" in proc.stderr
