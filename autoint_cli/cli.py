@@ -4,7 +4,10 @@ Each ``*_main(argv=None) -> int`` parses its arguments, calls one library
 function and returns an exit code. A user's mistake (bad option, bad data)
 ends in one line on stderr and exit code 2, never a traceback.
 """
+import difflib
 import logging
+import re
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -38,12 +41,17 @@ class ArgumentParser(configargparse.ArgumentParser):
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
+    from .train import TrainingError
+
     logging.basicConfig(level=logging.INFO, format=f"{prog}: %(message)s", stream=sys.stderr)
     try:
         return body()
     except USER_ERRORS as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def scene_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -141,6 +149,38 @@ def _set_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
 
 
+def _check_keys(parser, argv: Sequence[str]) -> None:
+    """Refuses unknown keys in the config file and unknown flags, naming the closest known one."""
+    known = sorted({a.dest for a in parser._actions if a.option_strings})
+    config_path = None
+    for i, item in enumerate(argv):
+        if item == "--config" and i + 1 < len(argv):
+            config_path = argv[i + 1]
+        elif item.startswith("--config="):
+            config_path = item.split("=", 1)[1]
+    if config_path is not None:
+        path = Path(config_path)
+        if not path.is_file():
+            parser.error(f"{path}: config file not found")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            key = re.split(r"[=:\s]", text, maxsplit=1)[0].strip()
+            if key not in known:
+                parser.error(f"{path}:{number}: unknown key '{key}'{_closest(key, known)}")
+    for item in argv:
+        if item.startswith("--"):
+            key = item[2:].split("=", 1)[0]
+            if key not in known and key != "help":
+                parser.error(f"unknown option --{key}{_closest(key, known)}")
+
+
+def _closest(key: str, known: Sequence[str]) -> str:
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-train --config FILE [--KEY VALUE ...]``."""
     from .train import train
@@ -150,6 +190,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     for name, cls in CONFIG_GROUPS.items():
         add_dataclass_args(parser, cls, name)
     _add_device_args(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _check_keys(parser, argv)
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -159,6 +201,11 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         _set_precision(config.run.precision)
         config_text = Path(args.config).read_text() if args.config else None
         result = train(config, device, config_text)
+        if result.interrupted_by is not None:
+            command = " ".join(["autoint-train", *argv])
+            print(f"{config.run.expname}: interrupted by {result.interrupted_by} at step {result.step}; checkpoint {result.checkpoint}. "
+                  f"Resume with: {command}", file=sys.stderr)
+            return 128 + int(getattr(signal, result.interrupted_by))
         print(f"{config.run.expname}: step {result.step}, loss {result.loss:.4g}, {result.seconds:.1f} s on {device}; checkpoint {result.checkpoint}")
         return 0
 

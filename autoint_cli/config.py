@@ -103,6 +103,7 @@ class RunConfig:
     i_testset: int = _help("steps between test-set renders (0: never)", default=50000)
     i_video: int = _help("steps between path videos (0: never)", default=50000)
     no_reload: bool = _help("start afresh instead of resuming from the latest checkpoint", default=False)
+    max_nonfinite_steps: int = _help("stop after this many steps in a row with a NaN/inf loss or gradient (each is skipped)", default=10)
     seed: int = _help("random seed (weights, rays, samples)", default=0)
     quiet: bool = _help("no progress bar", default=False)
 
@@ -144,7 +145,7 @@ def check_train_config(config: TrainConfig) -> None:
         "n_sections": m.n_sections, "samples_per_section": m.samples_per_section, "netdepth": m.netdepth,
         "netwidth": m.netwidth, "sampler_depth": m.sampler_depth, "sampler_width": m.sampler_width,
         "N_rand": r.N_rand, "chunk": r.chunk, "i_print": r.i_print, "i_img": r.i_img,
-        "i_weights": r.i_weights,
+        "i_weights": r.i_weights, "max_nonfinite_steps": r.max_nonfinite_steps,
     }
     for key, value in positive.items():
         if value < 1:

@@ -7,6 +7,8 @@ are those of the integral networks: a checkpoint serves rendering directly.
 """
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +37,34 @@ class TrainResult:
     checkpoint: Path
     seconds: float
     loss: float
+    interrupted_by: Optional[str] = None
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stays NaN); the message says what was kept."""
+
+
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a flag the loop checks between steps, so a checkpoint is written before exiting."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -128,69 +158,84 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
         }
         return save_checkpoint(checkpoint_path(run_dir, at_step), payload)
 
-    progress = _progress(step, run)
-    start = time.perf_counter()
-    last_print, last_print_step = start, step
-    loss_value = float("nan")
-    last_saved = resume
-    while step < run.n_iters:
-        if run.max_train_seconds and time.perf_counter() - start >= run.max_train_seconds:
-            logger.info("stopping at step %d: max_train_seconds %g reached", step, run.max_train_seconds)
-            break
-        lr = learning_rate(config, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        views, rows, cols = sample_pixels(run.N_rand)
-        rays = pixel_rays(c2w[views], rows, cols, scene.intrinsics, scene.near, scene.far, scene.ndc)
-        target = images[views, rows, cols]
-        optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
-        for lo in range(0, run.N_rand, run.chunk):
-            part = slice(lo, lo + run.chunk)
-            with autocast:
-                out = render_training(model, rays[part], background, generator)
-            # Each chunk's share of the batch mean, so the accumulated gradient is the full batch's.
-            loss = torch.sum((out.rgb.float() - target[part]) ** 2) / (3 * run.N_rand)
-            loss.backward()
-            total += loss.detach()
-        optimizer.step()
-        step += 1
+    with StopRequest() as stop:
+        params = [p for p in model.parameters() if p.requires_grad]
+        progress = _progress(step, run)
+        start = time.perf_counter()
+        last_print, last_print_step = start, step
+        loss_value = float("nan")
+        last_saved = resume
+        nonfinite = 0
+        while step < run.n_iters:
+            if stop.signal is not None:
+                break
+            if run.max_train_seconds and time.perf_counter() - start >= run.max_train_seconds:
+                logger.info("stopping at step %d: max_train_seconds %g reached", step, run.max_train_seconds)
+                break
+            lr = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            views, rows, cols = sample_pixels(run.N_rand)
+            rays = pixel_rays(c2w[views], rows, cols, scene.intrinsics, scene.near, scene.far, scene.ndc)
+            target = images[views, rows, cols]
+            optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=device)
+            for lo in range(0, run.N_rand, run.chunk):
+                part = slice(lo, lo + run.chunk)
+                with autocast:
+                    out = render_training(model, rays[part], background, generator)
+                # Each chunk's share of the batch mean, so the accumulated gradient is the full batch's.
+                loss = torch.sum((out.rgb.float() - target[part]) ** 2) / (3 * run.N_rand)
+                loss.backward()
+                total += loss.detach()
+            grads = [p.grad for p in params if p.grad is not None]
+            if not bool(torch.isfinite(total) & torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+                nonfinite += 1
+                logger.warning("step %d: NaN or inf in the loss or gradients; step skipped (%d in a row)", step + 1, nonfinite)
+                if nonfinite >= run.max_nonfinite_steps:
+                    kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
+                    raise TrainingError(f"{run.max_nonfinite_steps} steps in a row with NaN/inf at step {step + 1}; stopped ({kept}); lower lrate or check the data")
+                continue
+            nonfinite = 0
+            optimizer.step()
+            step += 1
 
-        if step % run.i_print == 0 or step == run.n_iters:
-            loss_value = total.item()
-            now = time.perf_counter()
-            rays_per_sec = run.N_rand * (step - last_print_step) / max(now - last_print, 1e-9)
-            last_print, last_print_step = now, step
-            train_psnr = -10 * math.log10(max(loss_value, 1e-12))
-            if writer is not None:
-                writer.add_scalar("train/loss", loss_value, step)
-                writer.add_scalar("train/psnr", train_psnr, step)
-                writer.add_scalar("train/lrate", lr, step)
-                writer.add_scalar("train/rays_per_sec", rays_per_sec, step)
+            if step % run.i_print == 0 or step == run.n_iters:
+                loss_value = total.item()
+                now = time.perf_counter()
+                rays_per_sec = run.N_rand * (step - last_print_step) / max(now - last_print, 1e-9)
+                last_print, last_print_step = now, step
+                train_psnr = -10 * math.log10(max(loss_value, 1e-12))
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss_value, step)
+                    writer.add_scalar("train/psnr", train_psnr, step)
+                    writer.add_scalar("train/lrate", lr, step)
+                    writer.add_scalar("train/rays_per_sec", rays_per_sec, step)
+                if progress is not None:
+                    progress.set_postfix(loss=f"{loss_value:.4g}", psnr=f"{train_psnr:.2f}", refresh=False)
+                else:
+                    logger.info("step %d loss %.4g psnr %.2f rays/s %.0f", step, loss_value, train_psnr, rays_per_sec)
             if progress is not None:
-                progress.set_postfix(loss=f"{loss_value:.4g}", psnr=f"{train_psnr:.2f}", refresh=False)
-            else:
-                logger.info("step %d loss %.4g psnr %.2f rays/s %.0f", step, loss_value, train_psnr, rays_per_sec)
-        if progress is not None:
-            progress.update(1)
-        if step % run.i_img == 0 and writer is not None and len(scene.i_val):
-            _log_validation_view(model, scene, background, run.chunk, device, writer, step)
-        if step % run.i_weights == 0:
-            last_saved = save(step)
-        if run.i_testset and step % run.i_testset == 0:
-            _render_split(model, scene, background, run.chunk, device, run_dir / f"testset_{step:06d}", "test")
-        if run.i_video and step % run.i_video == 0:
-            _render_video(model, scene, background, run.chunk, device, run_dir / f"{run.expname}_spiral_{step:06d}")
+                progress.update(1)
+            if step % run.i_img == 0 and writer is not None and len(scene.i_val):
+                _log_validation_view(model, scene, background, run.chunk, device, writer, step)
+            if step % run.i_weights == 0:
+                last_saved = save(step)
+            if run.i_testset and step % run.i_testset == 0:
+                _render_split(model, scene, background, run.chunk, device, run_dir / f"testset_{step:06d}", "test")
+            if run.i_video and step % run.i_video == 0:
+                _render_video(model, scene, background, run.chunk, device, run_dir / f"{run.expname}_spiral_{step:06d}")
 
-    if last_saved is None or last_saved != checkpoint_path(run_dir, step):
-        last_saved = save(step)
-    if progress is not None:
-        progress.close()
-    if writer is not None:
-        writer.close()
-    if math.isnan(loss_value) and step > 0:
-        loss_value = total.item()
-    return TrainResult(run_dir, step, last_saved, time.perf_counter() - start, loss_value)
+        if last_saved is None or last_saved != checkpoint_path(run_dir, step):
+            last_saved = save(step)
+        if progress is not None:
+            progress.close()
+        if writer is not None:
+            writer.close()
+        if math.isnan(loss_value) and step > 0:
+            loss_value = total.item()
+        interrupted = signal.Signals(stop.signal).name if stop.signal is not None else None
+        return TrainResult(run_dir, step, last_saved, time.perf_counter() - start, loss_value, interrupted)
 
 
 def _summary_writer(run_dir: Path):

@@ -179,3 +179,80 @@ def test_bf16_rendering_stays_close_to_float32(tmp_path, scene, capsys):
         assert metrics["precision"] == precision
         scores[precision] = metrics["results"][0]["psnr"]
     assert abs(scores["bf16"] - scores["fp32"]) < 0.5, scores
+
+
+@pytest.mark.parametrize("extra, argv, message", [
+    ("lrat = 1e-3\n", [], "tiny.txt:{line}: unknown key 'lrat' (did you mean 'lrate'?)"),
+    ("", ["--n_section", "4"], "unknown option --n_section (did you mean 'n_sections'?)"),
+])
+def test_unknown_keys_name_the_closest(tmp_path, scene, capsys, extra, argv, message):
+    config = write_config(tmp_path, scene, extra)
+    line = len(config.read_text().splitlines())
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--config", str(config), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message.format(line=line) in err and err.count("\n") == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(tmp_path / "nope.txt")])
+    assert "nope.txt: config file not found" in capsys.readouterr().err
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, scene):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    command = [sys.executable, "-m", "autoint_cli", "train", "--config", str(config), "--n_iters", "100000", "--i_print", "1", "--i_weights", "100000", "--quiet", "false"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    checkpoints = tmp_path / "logs" / "tiny" / "checkpoints"
+    deadline = time.time() + 120
+    while not (tmp_path / "logs" / "tiny" / "args.txt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # let it take some steps
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM at step" in err and "Resume with: autoint-train --config" in err
+    (saved,) = list(checkpoints.iterdir())
+    step = load_checkpoint(saved)["step"]
+    assert step > 0
+    assert train_main(["--config", str(config), "--n_iters", str(step + 2)]) == 0
+    assert (checkpoints / f"{step + 2:06d}.pt").is_file()
+
+
+def test_nonfinite_steps_are_skipped_then_stop(tmp_path, scene, capsys, caplog, monkeypatch):
+    import autoint_cli.train as train_module
+
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nmax_nonfinite_steps = 3\n")
+    assert train_main(["--config", str(config), "--n_iters", "3", "--i_weights", "3"]) == 0
+    real = train_module.render_training
+    poisoned = {"left": 3}  # two chunks a step: calls 1-2 spoil one step, call 3 the next
+
+    def sometimes_nan(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if poisoned["left"] > 0:
+            poisoned["left"] -= 1
+            return type(out)(out.rgb * float("nan"), out.acc, out.depth, out.weights)
+        return out
+
+    monkeypatch.setattr(train_module, "render_training", sometimes_nan)
+    with caplog.at_level(logging.WARNING):
+        assert train_main(["--config", str(config), "--n_iters", "6", "--i_weights", "100"]) == 0
+    assert caplog.text.count("NaN or inf in the loss or gradients; step skipped") == 2
+    weights = load_checkpoint(tmp_path / "logs" / "tiny" / "checkpoints" / "000006.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+    monkeypatch.setattr(train_module, "render_training", lambda *a, **k: type(real(*a, **k))(real(*a, **k).rgb * float("nan"), None, None, None))
+    before = load_checkpoint(tmp_path / "logs" / "tiny" / "checkpoints" / "000006.pt")["model"]
+    assert train_main(["--config", str(config), "--n_iters", "20"]) == 1
+    assert "3 steps in a row with NaN/inf" in capsys.readouterr().err
+    after = load_checkpoint(tmp_path / "logs" / "tiny" / "checkpoints" / "000006.pt")["model"]
+    assert sorted(p.name for p in (tmp_path / "logs" / "tiny" / "checkpoints").iterdir()) == ["000003.pt", "000006.pt"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
