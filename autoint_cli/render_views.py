@@ -1,4 +1,5 @@
 """Rendering whole views from a trained run: frames, PNGs and videos, timed around rendering only."""
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from .data import Scene
 from .models import SceneModel
 from .rays import Rays, camera_rays
 from .render import RenderOutput, render_chunks, render_integral, render_quadrature
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,12 @@ def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None) ->
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: its config does not fit this version of autoint ({err})") from None
     model = SceneModel(config.model)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit the architecture in its config ({str(err).splitlines()[0]})") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in payload["model"].items() if torch.is_tensor(v)}
+    if expected != found:
+        differ = [f"{k} {found.get(k, 'missing')} (expected {expected.get(k, 'none')})" for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
+        raise CheckpointError(f"{path}: weights do not fit the architecture in its config: {'; '.join(differ[:3])}" + (f"; and {len(differ) - 3} more" if len(differ) > 3 else ""))
+    model.load_state_dict(payload["model"])
     model.to(device).eval()
     return LoadedRun(config, model, scene_from_config(config.data), int(payload["step"]), path)
 
@@ -68,11 +73,31 @@ def make_renderer(
     return render
 
 
-def render_camera(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], chunk: int, device: torch.device) -> RenderOutput:
-    """One full view [H, W] from pose ``c2w`` [3, 4]."""
+class ChunkSize:
+    """The chunk size a render uses, halved for good when the GPU runs out of memory."""
+
+    def __init__(self, rays: int):
+        self.rays = rays
+
+    def render(self, render: Callable[[Rays], RenderOutput], rays: Rays) -> RenderOutput:
+        """render_chunks, retried with half the chunk after an out-of-memory error (said once per halving)."""
+        while True:
+            try:
+                with torch.no_grad():
+                    return render_chunks(render, rays, self.rays)
+            except torch.cuda.OutOfMemoryError:
+                if self.rays <= 1:
+                    raise
+                self.rays = max(1, self.rays // 2)
+                torch.cuda.empty_cache()
+                logger.warning("out of GPU memory while rendering; retrying with chunk %d", self.rays)
+
+
+def render_camera(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], chunk, device: torch.device) -> RenderOutput:
+    """One full view [H, W] from pose ``c2w`` [3, 4]; ``chunk`` is an int or a shared :class:`ChunkSize`."""
     rays = camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc)
-    with torch.no_grad():
-        return render_chunks(render, rays, chunk)
+    size = chunk if isinstance(chunk, ChunkSize) else ChunkSize(chunk)
+    return size.render(render, rays)
 
 
 def synchronize(device: torch.device) -> None:
@@ -122,6 +147,7 @@ def render_poses(
     scene: Scene, poses: Tensor, render: Callable[[Rays], RenderOutput], chunk: int, device: torch.device, warmup: bool = True
 ) -> RenderedViews:
     """Renders every pose; the first is rendered once untimed first, to warm up kernels and caches."""
+    chunk = chunk if isinstance(chunk, ChunkSize) else ChunkSize(chunk)
     if warmup and len(poses):
         render_camera(scene, poses[0], render, chunk, device)
     views = RenderedViews([], [], [])

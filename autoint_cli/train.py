@@ -7,7 +7,9 @@ are those of the integral networks: a checkpoint serves rendering directly.
 """
 import logging
 import math
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -19,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig, flatten, scene_from_config
+from .config import ConfigError, TrainConfig, flatten, scene_from_config
 from .data import Scene
 from .metrics import psnr
 from .models import SceneModel
@@ -81,6 +83,23 @@ def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[st
     (run_dir / "args.txt").write_text("\n".join(lines) + "\n")
 
 
+def check_run_dir(run_dir: Path, model: SceneModel) -> None:
+    """Before any training: the run folder can be written, and holds room for a few checkpoints.
+
+    A checkpoint holds the weights and Adam's two moments: about 3x the parameter bytes.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write_check."):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{run_dir}: cannot write the run folder ({err.strerror}); check basedir") from None
+    needed = 3 * 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError(f"{run_dir}: {free / 2**20:.0f} MiB free, but checkpoints need about {needed / 2**20:.0f} MiB; free space or change basedir")
+
+
 class PixelSampler:
     """Random (view, row, col) of the training views, from a seeded generator on the device."""
 
@@ -122,6 +141,7 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
     run = config.run
     run_dir = Path(run.basedir) / run.expname
     scene = scene_from_config(config.data)
+    check_run_dir(run_dir, SceneModel(config.model))
     write_run_files(run_dir, config, config_text)
 
     torch.manual_seed(run.seed)

@@ -256,3 +256,51 @@ def test_nonfinite_steps_are_skipped_then_stop(tmp_path, scene, capsys, caplog, 
     after = load_checkpoint(tmp_path / "logs" / "tiny" / "checkpoints" / "000006.pt")["model"]
     assert sorted(p.name for p in (tmp_path / "logs" / "tiny" / "checkpoints").iterdir()) == ["000003.pt", "000006.pt"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_rendering_retries_with_a_halved_chunk_after_out_of_memory(caplog):
+    from autoint_cli.render import RenderOutput
+    from autoint_cli.render_views import ChunkSize
+    from autoint_cli.rays import Rays
+
+    calls = []
+
+    def picky(rays):
+        calls.append(rays.shape[0])
+        if rays.shape[0] > 5:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return RenderOutput(rays.origins, rays.near, rays.far, torch.empty(0))
+
+    rays = Rays(torch.arange(48.0).reshape(16, 3), torch.ones(16, 3), torch.zeros(16, 1), torch.ones(16, 1))
+    size = ChunkSize(16)
+    with caplog.at_level(logging.WARNING):
+        out = size.render(picky, rays)
+    assert size.rays == 4 and calls[:2] == [16, 8]
+    torch.testing.assert_close(out.rgb, rays.origins, rtol=0, atol=0)
+    assert caplog.text.count("out of GPU memory while rendering; retrying with chunk") == 2
+
+
+def test_unwritable_basedir_is_refused_before_training(tmp_path, scene, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    config = write_config(tmp_path, scene)
+    assert train_main(["--config", str(config), "--basedir", str(blocker / "logs")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the run folder" in err and "check basedir" in err and err.count("\n") == 1
+
+
+def test_checkpoint_of_another_architecture_names_the_shapes(tmp_path, scene, capsys):
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config)]) == 0
+    run = tmp_path / "logs" / "tiny"
+    path = run / "checkpoints" / "000006.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["netwidth"] = 32
+    torch.save(payload, tmp_path / "other.pt")
+    assert render_main(["--expdir", str(run), "--ckpt", str(tmp_path / "other.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "weights do not fit the architecture in its config: field.networks.0.body.layers.1.layers.0.bias (16,) (expected (32,))" in err
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    assert eval_main(["--expdir", str(run), "--ckpt", str(truncated)]) == 2
+    assert "truncated.pt: not a readable checkpoint" in capsys.readouterr().err
