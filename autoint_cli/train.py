@@ -186,6 +186,9 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
         loss_value = float("nan")
         last_saved = resume
         nonfinite = 0
+        total = None  # the last step's loss; stays None when the run is already complete
+        if step >= run.n_iters:
+            logger.info("%s is already at step %d (n_iters %d): nothing to train", run.expname, step, run.n_iters)
         while step < run.n_iters:
             if stop.signal is not None:
                 break
@@ -252,7 +255,7 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
             progress.close()
         if writer is not None:
             writer.close()
-        if math.isnan(loss_value) and step > 0:
+        if total is not None and math.isnan(loss_value):
             loss_value = total.item()
         interrupted = signal.Signals(stop.signal).name if stop.signal is not None else None
         return TrainResult(run_dir, step, last_saved, time.perf_counter() - start, loss_value, interrupted)

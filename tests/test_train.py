@@ -304,3 +304,12 @@ def test_checkpoint_of_another_architecture_names_the_shapes(tmp_path, scene, ca
     truncated.write_bytes(path.read_bytes()[:1000])
     assert eval_main(["--expdir", str(run), "--ckpt", str(truncated)]) == 2
     assert "truncated.pt: not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_rerunning_a_finished_run_is_a_no_op(tmp_path, scene, capsys):
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config)]) == 0
+    before = sorted(p.name for p in (tmp_path / "logs" / "tiny" / "checkpoints").iterdir())
+    assert train_main(["--config", str(config)]) == 0
+    assert "tiny: step 6, loss nan" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "logs" / "tiny" / "checkpoints").iterdir()) == before
