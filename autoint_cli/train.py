@@ -141,11 +141,11 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
     run = config.run
     run_dir = Path(run.basedir) / run.expname
     scene = scene_from_config(config.data)
-    check_run_dir(run_dir, SceneModel(config.model))
-    write_run_files(run_dir, config, config_text)
-
     torch.manual_seed(run.seed)
-    model = SceneModel(config.model).to(device)
+    model = SceneModel(config.model)
+    check_run_dir(run_dir, model)
+    write_run_files(run_dir, config, config_text)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate)
     generator = torch.Generator(device=device).manual_seed(run.seed)
     step = 0
