@@ -88,7 +88,7 @@ class Fit1DResult:
             "integral_max_abs_error": self.integral_max_abs_error,
             "seconds": round(self.seconds, 3),
             "final_loss": self.losses[-1] if self.losses else None,
-            "config": {k: v for k, v in asdict(self.config).items()},
+            "config": asdict(self.config),
         }
 
 

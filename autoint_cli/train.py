@@ -278,11 +278,18 @@ def _progress(step: int, run):
     return tqdm(total=run.n_iters, initial=step, desc=run.expname, dynamic_ncols=True, smoothing=0.05)
 
 
+def _render_integral(model: SceneModel, scene: Scene, poses: Tensor, background: Tensor, chunk: int, device, warmup: bool = True):
+    """Renders ``poses`` with the integral renderer in eval mode, then returns the model to training."""
+    model.eval()
+    try:
+        return render_poses(scene, poses, make_renderer(model, background, "integral"), chunk, device, warmup)
+    finally:
+        model.train()
+
+
 def _log_validation_view(model: SceneModel, scene: Scene, background: Tensor, chunk: int, device, writer, step: int) -> None:
     view = int(scene.i_val[0])  # the same view every time, so its PSNR curve is comparable
-    model.eval()
-    rendered = render_poses(scene, scene.c2w[view : view + 1], make_renderer(model, background, "integral"), chunk, device, warmup=False)
-    model.train()
+    rendered = _render_integral(model, scene, scene.c2w[view : view + 1], background, chunk, device, warmup=False)
     rgb = rendered.rgb[0]
     writer.add_scalar("val/psnr_integral", psnr(rgb, scene.images[view].numpy()), step)
     writer.add_image("val/rgb", to8b(rgb), step, dataformats="HWC")
@@ -290,9 +297,7 @@ def _log_validation_view(model: SceneModel, scene: Scene, background: Tensor, ch
 
 
 def _render_split(model, scene, background, chunk, device, out_dir: Path, split: str) -> None:
-    model.eval()
-    views = render_poses(scene, split_poses(scene, split), make_renderer(model, background, "integral"), chunk, device)
-    model.train()
+    views = _render_integral(model, scene, split_poses(scene, split), background, chunk, device)
     write_views(views, out_dir, video=False)
     targets = scene.images[scene.split(split)].numpy()
     scores = [psnr(v, t) for v, t in zip(views.rgb, targets)]
@@ -300,8 +305,6 @@ def _render_split(model, scene, background, chunk, device, out_dir: Path, split:
 
 
 def _render_video(model, scene, background, chunk, device, stem: Path) -> None:
-    model.eval()
-    views = render_poses(scene, scene.render_c2w, make_renderer(model, background, "integral"), chunk, device)
-    model.train()
+    views = _render_integral(model, scene, scene.render_c2w, background, chunk, device)
     write_video(stem.with_name(stem.name + "_rgb.mp4"), [to8b(x) for x in views.rgb])
     write_video(stem.with_name(stem.name + "_disp.mp4"), [np.repeat(to8b(x)[..., None], 3, -1) for x in views.disparity])
