@@ -138,47 +138,48 @@ def _check_resumable(payload: dict, config: TrainConfig, path: Path) -> None:
 
 def train(config: TrainConfig, device: torch.device, config_text: Optional[str] = None) -> TrainResult:
     """Trains (or resumes) the run ``basedir/expname``; returns where it stopped."""
-    run = config.run
-    run_dir = Path(run.basedir) / run.expname
-    scene = scene_from_config(config.data)
-    torch.manual_seed(run.seed)
-    model = SceneModel(config.model)
-    check_run_dir(run_dir, model)
-    write_run_files(run_dir, config, config_text)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate)
-    generator = torch.Generator(device=device).manual_seed(run.seed)
-    step = 0
-    resume = None if run.no_reload else latest_checkpoint(run_dir)
-    if resume is not None:
-        payload = load_checkpoint(resume)
-        _check_resumable(payload, config, resume)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        _restore_rng(payload["rng"], generator)
-        step = int(payload["step"])
-        logger.info("resuming %s from step %d (%s)", run.expname, step, resume)
-    if run.compile:
-        model.field.compile_grad_networks()
-
-    images = scene.images.to(device)
-    c2w = scene.c2w.to(device)
-    background = torch.tensor(scene.background, device=device)
-    sample_pixels = PixelSampler(scene, device, generator)
-    writer = _summary_writer(run_dir)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
-
-    def save(at_step: int) -> Path:
-        payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": at_step,
-            "rng": _rng_state(generator),
-            "config": flatten(config),
-        }
-        return save_checkpoint(checkpoint_path(run_dir, at_step), payload)
-
+    # Installed first: a signal during setup must also end in a clean exit, not a default kill.
     with StopRequest() as stop:
+        run = config.run
+        run_dir = Path(run.basedir) / run.expname
+        scene = scene_from_config(config.data)
+        torch.manual_seed(run.seed)
+        model = SceneModel(config.model)
+        check_run_dir(run_dir, model)
+        write_run_files(run_dir, config, config_text)
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate)
+        generator = torch.Generator(device=device).manual_seed(run.seed)
+        step = 0
+        resume = None if run.no_reload else latest_checkpoint(run_dir)
+        if resume is not None:
+            payload = load_checkpoint(resume)
+            _check_resumable(payload, config, resume)
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            _restore_rng(payload["rng"], generator)
+            step = int(payload["step"])
+            logger.info("resuming %s from step %d (%s)", run.expname, step, resume)
+        if run.compile:
+            model.field.compile_grad_networks()
+
+        images = scene.images.to(device)
+        c2w = scene.c2w.to(device)
+        background = torch.tensor(scene.background, device=device)
+        sample_pixels = PixelSampler(scene, device, generator)
+        writer = _summary_writer(run_dir)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
+
+        def save(at_step: int) -> Path:
+            payload = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": at_step,
+                "rng": _rng_state(generator),
+                "config": flatten(config),
+            }
+            return save_checkpoint(checkpoint_path(run_dir, at_step), payload)
+
         params = [p for p in model.parameters() if p.requires_grad]
         progress = _progress(step, run)
         start = time.perf_counter()
