@@ -4,8 +4,10 @@ Each ``*_main(argv=None) -> int`` parses its arguments, calls one library
 function and returns an exit code. A user's mistake (bad option, bad data)
 ends in one line on stderr and exit code 2, never a traceback.
 """
+import contextlib
 import difflib
 import logging
+import os
 import re
 import signal
 import sys
@@ -29,6 +31,7 @@ from .config import (
 )
 from .data import SceneError
 from .data.synthetic import DemoSceneSpec, write_demo_scene
+from .distributed import SINGLE, Distributed
 
 USER_ERRORS = (SceneError, ConfigError, CheckpointError)
 
@@ -43,7 +46,9 @@ class ArgumentParser(configargparse.ArgumentParser):
 def _run(prog: str, body: Callable[[], int]) -> int:
     from .train import TrainingError
 
-    logging.basicConfig(level=logging.INFO, format=f"{prog}: %(message)s", stream=sys.stderr)
+    rank = _torchrun_rank()
+    # Under torchrun rank 0 reports; the others speak only of trouble, and say who they are.
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=f"{prog}{f' (rank {rank})' if rank else ''}: %(message)s", stream=sys.stderr)
     try:
         return body()
     except USER_ERRORS as err:
@@ -113,18 +118,17 @@ def _add_run_args(parser) -> None:
     _add_device_args(parser)
 
 
-def _load_for_rendering(args):
-    """The run, on its device, with the precision and compilation asked for; returns (run, device, precision)."""
+def _load_for_rendering(args, device: torch.device):
+    """The run, on ``device``, with the precision and compilation asked for; returns (run, precision)."""
     from .render_views import load_run
 
-    device = _device(args.device)
     run = load_run(args.expdir, device, args.ckpt)
     precision = args.precision or run.config.run.precision
     _set_precision(precision)
     if args.compile:
         run.model.field.compile_integral_networks()
         run.model.field.compile_grad_networks()
-    return run, device, precision
+    return run, precision
 
 
 def _add_device_args(parser) -> None:
@@ -141,6 +145,38 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
     return device
+
+
+def _torchrun_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextlib.contextmanager
+def _distributed(device_name: str):
+    """Yields (Distributed, device): rank r of torchrun's K processes on cuda:LOCAL_RANK (NCCL) or the CPU (gloo).
+
+    Outside torchrun it is a single process on the device asked for. The
+    process group is torn down on the way out, errors included.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        yield SINGLE, _device(device_name)
+        return
+    import torch.distributed as torch_dist
+
+    rank, local_rank = _torchrun_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(device_name)
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices; lower --nproc_per_node")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch_dist.init_process_group(backend, rank=rank, world_size=world_size, device_id=device if device.type == "cuda" else None)
+    try:
+        yield Distributed(rank, world_size, device), device
+    finally:
+        torch_dist.destroy_process_group()
 
 
 def _set_precision(precision: str) -> None:
@@ -197,12 +233,16 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         config = train_config_from_namespace(args)
         check_train_config(config)
-        device = _device(args.device)
         _set_precision(config.run.precision)
         config_text = Path(args.config).read_text() if args.config else None
-        result = train(config, device, config_text)
+        with _distributed(args.device) as (dist, device):
+            result = train(config, device, config_text, dist)
+        if not dist.is_main:
+            return 128 + int(getattr(signal, result.interrupted_by)) if result.interrupted_by else 0
         if result.interrupted_by is not None:
-            command = " ".join(["autoint-train", *argv])
+            # Under torchrun, any number of processes can take over from the checkpoint.
+            launcher = "torchrun --nproc_per_node=K -m autoint_cli train" if dist.active else "autoint-train"
+            command = " ".join([launcher, *argv])
             print(f"{config.run.expname}: interrupted by {result.interrupted_by} at step {result.step}; checkpoint {result.checkpoint}. "
                   f"Resume with: {command}", file=sys.stderr)
             return 128 + int(getattr(signal, result.interrupted_by))
@@ -228,17 +268,22 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     _check_positive(parser, args, ("n_sections", "n_samples", "max_views", "chunk"))
 
     def body() -> int:
-        run, device, precision = _load_for_rendering(args)
-        poses = split_poses(run.scene, args.split)[: args.max_views]
-        background = torch.tensor(run.scene.background, device=device)
-        render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16")
-        views = render_poses(run.scene, poses, render, args.chunk, device)
+        with _distributed(args.device) as (dist, device):
+            run, precision = _load_for_rendering(args, device)
+            poses = split_poses(run.scene, args.split)[: args.max_views]
+            background = torch.tensor(run.scene.background, device=device)
+            render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16")
+            views = render_poses(run.scene, poses, render, args.chunk, device, dist=dist)
+        if views is None:  # another rank than 0: rank 0 writes the files
+            return 0
         out = args.out or args.expdir / f"render_{args.split}_{run.step:06d}"
         video = args.split == "path" if args.video is None else args.video
         write_views(views, out, video)
         what = f"N={args.n_sections or run.config.model.n_sections}" if args.renderer == "integral" else f"K={args.n_samples}"
         ms = sum(views.ms_per_frame) / len(views.ms_per_frame)
-        print(f"{len(poses)} {args.split} views, {args.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}) -> {out}")
+        procs = f", {dist.world_size} processes" if dist.active else ""
+        print(f"{len(poses)} {args.split} views, {args.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}), "
+              f"{views.frames_per_sec:.3g} frames/s in all{procs} -> {out}")
         return 0
 
     return _run("autoint-render", body)
@@ -260,8 +305,11 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--n_sections must be at least 1 and --quadrature_samples 0 or more")
 
     def body() -> int:
-        run, device, precision = _load_for_rendering(args)
-        metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision)
+        with _distributed(args.device) as (dist, device):
+            run, precision = _load_for_rendering(args, device)
+            metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision, dist)
+        if metrics is None:  # another rank than 0: rank 0 writes the metrics
+            return 0
         written = write_metrics(metrics, args.out or args.expdir / "metrics.json")
         print(metrics_table(metrics), end="")
         print("wrote " + ", ".join(str(p) for p in written))

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .distributed import SINGLE, Distributed
 from .metrics import LPIPS, psnr, ssim
 from .render_views import LoadedRun, make_renderer, render_poses, split_poses
 
@@ -35,6 +36,7 @@ def _score(run: LoadedRun, split: str, views, lpips: LPIPS) -> Dict:
         "lpips": float(np.mean([e["lpips"] for e in per_image])) if lpips.model is not None else None,
         "ms_per_frame": ms,
         "rays_per_sec": run.scene.H * run.scene.W / (ms / 1e3),
+        "frames_per_sec": views.frames_per_sec,
         "per_image": per_image,
     }
     if lpips.note:
@@ -51,25 +53,33 @@ def evaluate(
     chunk: int = 8192,
     max_views: Optional[int] = None,
     precision: str = "tf32",
-) -> Dict:
+    dist: Distributed = SINGLE,
+) -> Optional[Dict]:
     """Renders every view of ``split`` with each renderer setting and scores it.
 
     Timing covers rendering only: the first view is rendered once untimed, then
-    each view is timed between device synchronisations.
+    each view is timed between device synchronisations (``ms_per_frame``);
+    ``frames_per_sec`` is the whole split's rate, over all processes. Under
+    several processes the views are shared out and rank 0 gets the metrics
+    (the other ranks get None).
     """
     poses = split_poses(run.scene, split)
     if max_views is not None:
         poses = poses[:max_views]
     background = torch.tensor(run.scene.background, device=device)
-    lpips = LPIPS(device)
+    lpips = LPIPS(device) if dist.is_main else None
     results: List[Dict] = []
     settings = [("integral", {"n_sections": n}) for n in n_sections]
     if quadrature_samples:
         settings.append(("quadrature", {"n_samples": quadrature_samples}))
     for renderer, option in settings:
         render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128), precision == "bf16")
-        views = render_poses(run.scene, poses, render, chunk, device)
+        views = render_poses(run.scene, poses, render, chunk, device, dist=dist)
+        if views is None:
+            continue
         results.append({"renderer": renderer, **option, **_score(run, split, views, lpips)})
+    if not dist.is_main:
+        return None
     return {
         "scene": run.scene.name,
         "expname": run.config.run.expname,
@@ -81,6 +91,7 @@ def evaluate(
         "device": device_name(device),
         "torch": torch.__version__,
         "precision": precision,
+        "processes": dist.world_size,
         "results": results,
     }
 
@@ -97,14 +108,15 @@ def metrics_table(metrics: Dict) -> str:
         f"# {metrics['expname']}: {metrics['scene']}, step {metrics['step']}",
         "",
         f"{metrics['n_views']} {metrics['split']} views at {metrics['resolution'][1]}x{metrics['resolution'][0]}, "
-        f"{metrics['device']}, torch {metrics['torch']}, {metrics['precision']} matrix products",
+        f"{metrics['device']}, torch {metrics['torch']}, {metrics['precision']} matrix products"
+        + (f", {metrics['processes']} processes" if metrics.get("processes", 1) > 1 else ""),
         "",
-        "| renderer | PSNR (dB) | ± std | SSIM | LPIPS | ms / frame | rays / s |",
-        "|---|---|---|---|---|---|---|",
+        "| renderer | PSNR (dB) | ± std | SSIM | LPIPS | ms / frame | rays / s | frames / s (all) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in metrics["results"]:
         lpips = "n/a" if r["lpips"] is None else f"{r['lpips']:.4f}"
-        lines.append(f"| {label(r)} | {r['psnr']:.2f} | {r['psnr_std']:.2f} | {r['ssim']:.4f} | {lpips} | {r['ms_per_frame']:.1f} | {r['rays_per_sec']:.3g} |")
+        lines.append(f"| {label(r)} | {r['psnr']:.2f} | {r['psnr_std']:.2f} | {r['ssim']:.4f} | {lpips} | {r['ms_per_frame']:.1f} | {r['rays_per_sec']:.3g} | {r['frames_per_sec']:.3g} |")
     notes = {r.get("lpips_note") for r in metrics["results"] if r.get("lpips_note")}
     if notes:
         lines += [""] + sorted(notes)

@@ -41,6 +41,12 @@ class RadianceField(nn.Module):
         super().__init__()
         outputs = [4] if config.shared_trunk else [1, 3]
         self.networks = nn.ModuleList([_integral_network(config, n) for n in outputs])
+        # Parameters that only add a constant to Φ never get a gradient; frozen, so that
+        # DistributedDataParallel need not search the graph for unused parameters every step.
+        probe = torch.full((1, 1), 0.5), torch.ones(1, 3), torch.ones(1, 3), torch.ones(1, 3)
+        for net in self.networks:
+            for name in net.parameters_unused_by_grad(*probe):
+                net.get_parameter(name).requires_grad_(False)
         # Derived views over the same modules; kept out of the module tree so the state dict lists each weight once.
         self._grad_networks: List[nn.Module] = [net.grad_network() for net in self.networks]
         self._integral_networks: List[nn.Module] = list(self.networks)

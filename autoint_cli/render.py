@@ -74,11 +74,17 @@ def composite(sigma: Tensor, rgb: Tensor, sections: Sections, direction_norm: Te
     return RenderOutput(color, acc, depth, weights)
 
 
-def render_training(model: SceneModel, rays: Rays, background: Tensor, generator: Optional[torch.Generator] = None) -> RenderOutput:
-    """The training renderer: grad networks at M stratified samples per section, section means."""
+def render_training(
+    model: SceneModel, rays: Rays, background: Tensor, generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None
+) -> RenderOutput:
+    """The training renderer: grad networks at M stratified samples per section, section means.
+
+    The samples' offsets in their strata come from ``jitter`` [*rays, N, M] in
+    [0, 1) when given, else are drawn from ``generator`` (midpoints without either).
+    """
     sections = model.sections(rays)
     m = model.config.samples_per_section
-    t = stratified_samples(sections, m, generator)  # [*rays, N, M]
+    t = stratified_samples(sections, m, generator, jitter)  # [*rays, N, M]
     raw = model.field.grad(rays, t.flatten(-2))  # [*rays, N·M, 4]
     means = raw.unflatten(-2, (sections.n_sections, m)).mean(-2)  # [*rays, N, 4]
     sigma, rgb = activate(means)

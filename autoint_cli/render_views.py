@@ -13,6 +13,7 @@ from torch import Tensor
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, scene_from_config, unflatten
 from .data import Scene
+from .distributed import SINGLE, Distributed, merge_shards
 from .models import SceneModel
 from .rays import Rays, camera_rays
 from .render import RenderOutput, render_chunks, render_integral, render_quadrature
@@ -136,27 +137,56 @@ def write_video(path: Path, frames: List[np.ndarray], fps: int = 30) -> Path:
 
 @dataclass
 class RenderedViews:
-    """Frames of a split or path with their render times."""
+    """Frames of a split or path with their render times.
+
+    ``seconds`` is the wall time of the whole set after warm-up, gathering
+    included, so that n / seconds is the frame rate of all processes together.
+    """
 
     rgb: List[np.ndarray]
     disparity: List[np.ndarray]
     ms_per_frame: List[float]
+    seconds: float = 0.0
+
+    @property
+    def frames_per_sec(self) -> float:
+        return len(self.rgb) / self.seconds if self.seconds > 0 else float("nan")
 
 
 def render_poses(
-    scene: Scene, poses: Tensor, render: Callable[[Rays], RenderOutput], chunk: int, device: torch.device, warmup: bool = True
-) -> RenderedViews:
-    """Renders every pose; the first is rendered once untimed first, to warm up kernels and caches."""
+    scene: Scene,
+    poses: Tensor,
+    render: Callable[[Rays], RenderOutput],
+    chunk: int,
+    device: torch.device,
+    warmup: bool = True,
+    dist: Distributed = SINGLE,
+) -> Optional[RenderedViews]:
+    """Renders every pose; each process first renders its first pose once untimed, to warm up kernels and caches.
+
+    Under several processes each renders every K-th pose and rank 0 gathers
+    them all, in order; the other ranks get None.
+    """
     chunk = chunk if isinstance(chunk, ChunkSize) else ChunkSize(chunk)
-    if warmup and len(poses):
-        render_camera(scene, poses[0], render, chunk, device)
+    mine = [poses[i] for i in dist.shard(len(poses))]
+    if warmup and mine:
+        render_camera(scene, mine[0], render, chunk, device)
+    dist.barrier()
+    start = time.perf_counter()
     views = RenderedViews([], [], [])
-    for c2w in poses:
+    for c2w in mine:
         out, ms = timed(lambda: render_camera(scene, c2w, render, chunk, device), device)
         views.rgb.append(out.rgb.float().cpu().numpy())
         views.disparity.append(disparity_image(out))
         views.ms_per_frame.append(ms)
-    return views
+    if not dist.active:
+        views.seconds = time.perf_counter() - start
+        return views
+    shards = dist.gather((views.rgb, views.disparity, views.ms_per_frame))
+    if shards is None:
+        return None
+    parts = [merge_shards([shard[k] for shard in shards], dist.world_size) for k in range(3)]
+    return RenderedViews(*parts, seconds=time.perf_counter() - start)
 
 
 def write_views(views: RenderedViews, out_dir: Path, video: bool, names: Optional[List[str]] = None) -> List[Path]:

@@ -84,18 +84,25 @@ def resample_sections(sections: Sections, n_sections: int) -> Sections:
     return Sections(left + frac * (right - left))
 
 
-def stratified_samples(sections: Sections, n_per_section: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def stratified_samples(
+    sections: Sections, n_per_section: int, generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None
+) -> Tensor:
     """M samples in each section: t_{k,m} = p_{k−1} + ℓ_k (m + u)/M.
 
     u ~ U[0, 1) independently per sample when a generator is given (training),
-    u = ½ otherwise (midpoints, deterministic).
+    u = ``jitter`` when given (drawn by the caller, e.g. once for a batch that
+    several processes share), u = ½ otherwise (midpoints, deterministic).
 
     Returns:
         [*rays, n_sections, n_per_section].
     """
     posts = sections.posts
     shape = posts.shape[:-1] + (sections.n_sections, n_per_section)
-    if generator is None:
+    if jitter is not None:
+        if jitter.shape != shape:
+            raise ValueError(f"jitter has shape {tuple(jitter.shape)}, expected {tuple(shape)}")
+        u = jitter.to(posts.dtype)
+    elif generator is None:
         u = torch.full(shape, 0.5, device=posts.device, dtype=posts.dtype)
     else:
         u = torch.rand(shape, generator=generator, device=posts.device, dtype=posts.dtype)

@@ -5,6 +5,7 @@ with the training renderer (grad networks at M stratified samples in each of
 N sections), and minimises the mean squared error to the pixels. The weights
 are those of the integral networks: a checkpoint serves rendering directly.
 """
+import contextlib
 import logging
 import math
 import shutil
@@ -18,11 +19,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, flatten, scene_from_config
 from .data import Scene
+from .distributed import SINGLE, Distributed
 from .metrics import psnr
 from .models import SceneModel
 from .rays import pixel_rays
@@ -136,17 +138,38 @@ def _check_resumable(payload: dict, config: TrainConfig, path: Path) -> None:
         raise CheckpointError(f"{path}: saved with a different architecture ({'; '.join(differ)}); use --no_reload or another expname")
 
 
-def train(config: TrainConfig, device: torch.device, config_text: Optional[str] = None) -> TrainResult:
-    """Trains (or resumes) the run ``basedir/expname``; returns where it stopped."""
+class _TrainingForward(nn.Module):
+    """The training renderer as a module's forward, so DistributedDataParallel can hook it; returns rgb [n_rays, 3]."""
+
+    def __init__(self, model: SceneModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, rays, background: Tensor, jitter: Tensor) -> Tensor:
+        return render_training(self.model, rays, background, jitter=jitter).rgb
+
+
+def train(config: TrainConfig, device: torch.device, config_text: Optional[str] = None, dist: Distributed = SINGLE) -> TrainResult:
+    """Trains (or resumes) the run ``basedir/expname``; returns where it stopped.
+
+    Under torchrun (``dist.world_size`` = K > 1) every rank draws the same
+    global batch of N_rand rays and jitter from the shared seed and trains on
+    its own K-th of it, with gradients averaged by DistributedDataParallel. The
+    step is then the very step one process takes on the whole batch, so a run
+    resumes under any K. Rank 0 alone writes the run folder.
+    """
     # Installed first: a signal during setup must also end in a clean exit, not a default kill.
     with StopRequest() as stop:
         run = config.run
         run_dir = Path(run.basedir) / run.expname
+        if run.N_rand % dist.world_size:
+            raise ConfigError(f"N_rand {run.N_rand} does not split evenly over {dist.world_size} processes; make it a multiple of {dist.world_size}")
         scene = scene_from_config(config.data)
         torch.manual_seed(run.seed)
         model = SceneModel(config.model)
-        check_run_dir(run_dir, model)
-        write_run_files(run_dir, config, config_text)
+        if dist.is_main:
+            check_run_dir(run_dir, model)
+            write_run_files(run_dir, config, config_text)
         model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate)
         generator = torch.Generator(device=device).manual_seed(run.seed)
@@ -162,12 +185,24 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
             logger.info("resuming %s from step %d (%s)", run.expname, step, resume)
         if run.compile:
             model.field.compile_grad_networks()
+        forward = _TrainingForward(model)
+        if dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Every trainable parameter gets a gradient each step (the model froze the ones that cannot), so DDP need not search for unused ones.
+            forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+            if dist.is_main:
+                logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",
+                            dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)
+        local = dist.split(run.N_rand)
+        n_local = local.stop - local.start
+        jitter_shape = (run.N_rand, config.model.n_sections, config.model.samples_per_section)
 
         images = scene.images.to(device)
         c2w = scene.c2w.to(device)
         background = torch.tensor(scene.background, device=device)
         sample_pixels = PixelSampler(scene, device, generator)
-        writer = _summary_writer(run_dir)
+        writer = _summary_writer(run_dir) if dist.is_main else None
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
 
         def save(at_step: int) -> Path:
@@ -181,7 +216,7 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
             return save_checkpoint(checkpoint_path(run_dir, at_step), payload)
 
         params = [p for p in model.parameters() if p.requires_grad]
-        progress = _progress(step, run)
+        progress = _progress(step, run) if dist.is_main else None
         start = time.perf_counter()
         last_print, last_print_step = start, step
         loss_value = float("nan")
@@ -191,27 +226,38 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
         if step >= run.n_iters:
             logger.info("%s is already at step %d (n_iters %d): nothing to train", run.expname, step, run.n_iters)
         while step < run.n_iters:
-            if stop.signal is not None:
+            out_of_time = bool(run.max_train_seconds) and time.perf_counter() - start >= run.max_train_seconds
+            # Every rank stops at the same step, whichever of them was signalled or ran out of time.
+            signalled, out_of_time = dist.max([stop.signal or 0, out_of_time])
+            if signalled:
+                stop.signal = int(signalled)
                 break
-            if run.max_train_seconds and time.perf_counter() - start >= run.max_train_seconds:
+            if out_of_time:
                 logger.info("stopping at step %d: max_train_seconds %g reached", step, run.max_train_seconds)
                 break
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            views, rows, cols = sample_pixels(run.N_rand)
+            # The whole batch is drawn on every rank (cheap), then each keeps its block.
+            views, rows, cols = (x[local] for x in sample_pixels(run.N_rand))
+            jitter = torch.rand(jitter_shape, generator=generator, device=device)[local]
             rays = pixel_rays(c2w[views], rows, cols, scene.intrinsics, scene.near, scene.far, scene.ndc)
             target = images[views, rows, cols]
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros((), device=device)
-            for lo in range(0, run.N_rand, run.chunk):
+            starts = range(0, n_local, run.chunk)
+            for lo in starts:
                 part = slice(lo, lo + run.chunk)
-                with autocast:
-                    out = render_training(model, rays[part], background, generator)
-                # Each chunk's share of the batch mean, so the accumulated gradient is the full batch's.
-                loss = torch.sum((out.rgb.float() - target[part]) ** 2) / (3 * run.N_rand)
-                loss.backward()
-                total += loss.detach()
+                # Gradients are all-reduced once per step, on the last chunk.
+                sync = contextlib.nullcontext() if lo == starts[-1] or not dist.active else forward.no_sync()
+                with sync:
+                    with autocast:
+                        rgb = forward(rays[part], background, jitter[part])
+                    # This chunk's share of the rank's mean; DDP then averages the ranks' gradients.
+                    loss = torch.sum((rgb.float() - target[part]) ** 2) / (3 * n_local)
+                    loss.backward()
+                total += loss.detach() / dist.world_size
+            total = dist.sum(total)
             grads = [p.grad for p in params if p.grad is not None]
             if not bool(torch.isfinite(total) & torch.stack([torch.isfinite(g).all() for g in grads]).all()):
                 nonfinite += 1
@@ -241,6 +287,8 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
                     logger.info("step %d loss %.4g psnr %.2f rays/s %.0f", step, loss_value, train_psnr, rays_per_sec)
             if progress is not None:
                 progress.update(1)
+            if not dist.is_main:
+                continue
             if step % run.i_img == 0 and writer is not None and len(scene.i_val):
                 _log_validation_view(model, scene, background, run.chunk, device, writer, step)
             if step % run.i_weights == 0:
@@ -250,8 +298,11 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
             if run.i_video and step % run.i_video == 0:
                 _render_video(model, scene, background, run.chunk, device, run_dir / f"{run.expname}_spiral_{step:06d}")
 
-        if last_saved is None or last_saved != checkpoint_path(run_dir, step):
+        if dist.is_main and (last_saved is None or last_saved != checkpoint_path(run_dir, step)):
             last_saved = save(step)
+        dist.barrier()
+        if not dist.is_main:
+            last_saved = checkpoint_path(run_dir, step)
         if progress is not None:
             progress.close()
         if writer is not None:

@@ -46,3 +46,19 @@ FERN = SHARED_DATA / "nerf_llff_data" / "fern"
 def folder_state(folder: Path) -> dict:
     """Every file below ``folder`` with its size and modification time, to prove nothing was written."""
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+# A model small enough that a training step takes milliseconds on the CPU.
+TINY_MODEL = "n_sections = 4\nsamples_per_section = 2\nnetdepth = 2\nnetwidth = 16\nmultires = 3\nmultires_views = 1\nsampler_depth = 2\nsampler_width = 16\n"
+
+
+def write_config(tmp_path, scene, extra=""):
+    """tiny.txt in ``tmp_path``: the tiny model on ``scene``, logging to tmp_path/logs; ``extra`` lines override."""
+    text = (
+        f"expname = tiny\nbasedir = {tmp_path / 'logs'}\ndatadir = {scene}\ndataset_type = blender\n{TINY_MODEL}"
+        "N_rand = 64\nchunk = 32\nn_iters = 6\ni_print = 2\ni_img = 3\ni_weights = 3\ni_testset = 6\ni_video = 6\n"
+        "precision = fp32\nquiet = true\n" + extra
+    )
+    path = tmp_path / "tiny.txt"
+    path.write_text(text)
+    return path

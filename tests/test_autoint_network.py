@@ -192,6 +192,24 @@ def test_constant_only_network_has_zero_derivative():
     torch.testing.assert_close(phi.grad_network()(t, c), torch.zeros(4, 3, dtype=torch.float64), rtol=0, atol=0)
 
 
+def test_parameters_unused_by_grad_are_exactly_those_that_shift_phi_by_a_constant():
+    t, c = torch.rand(3, 1), torch.randn(3, 2)
+    phi = IntegralNetwork(encoded_mlp(2, 8, 3, 2), n_constants=0)
+    last = [name for name, _ in phi.named_parameters()][-1]
+    assert last.endswith("bias") and phi.parameters_unused_by_grad(t) == [last]
+    # A branch of the constant alone adds a function of c only: all of its parameters are unused.
+    phi = IntegralNetwork(Sum(Sequential(Variable(), Linear(1, 3, bias=False)), Sequential(Constant(0), Linear(2, 3))), n_constants=1)
+    assert phi.parameters_unused_by_grad(t, c) == ["body.branches.1.layers.1.weight", "body.branches.1.layers.1.bias"]
+    phi = IntegralNetwork(Sequential(Constant(0), Linear(2, 3)), n_constants=1)
+    assert phi.parameters_unused_by_grad(t, c) == ["body.layers.1.weight", "body.layers.1.bias"]
+    # Shifting an unused parameter leaves the grad network's output as it was.
+    phi = IntegralNetwork(encoded_mlp(2, 8, 3, 2), n_constants=0)
+    before = phi.grad_network()(t)
+    with torch.no_grad():
+        phi.get_parameter(phi.parameters_unused_by_grad(t)[0]).add_(1.0)
+    torch.testing.assert_close(phi.grad_network()(t), before, rtol=0, atol=0)
+
+
 def test_input_checks():
     phi = IntegralNetwork(encoded_mlp(2, 4, 2, 1), n_constants=0)
     with pytest.raises(ValueError, match=r"t must have shape \[\*batch, 1\], got \(4, 2\)"):

@@ -149,6 +149,20 @@ def test_training_renderer_trains_the_sampler_too():
     assert model.field.networks[0].body[1][0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_every_trainable_parameter_gets_a_gradient_and_only_output_biases_are_frozen(shared_trunk):
+    """DistributedDataParallel runs without searching for unused parameters: this is what it relies on."""
+    model = small_model(shared_trunk=shared_trunk)
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    outputs = [net.body[1][-1] for net in model.field.networks]
+    assert frozen == [f"field.networks.{i}.body.layers.1.layers.{len(net.body[1]) - 1}.bias" for i, net in enumerate(model.field.networks)]
+    assert all(layer.bias is not None and not layer.bias.requires_grad for layer in outputs)
+    out = render_training(model, random_rays(), torch.ones(3, dtype=F64), jitter=torch.rand(9, 8, 2, dtype=F64))
+    out.rgb.sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
 def test_render_chunks_equals_one_pass():
     model = small_model()
     rays = random_rays(n=20)

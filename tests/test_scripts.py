@@ -90,3 +90,23 @@ def test_ct_sparse_view_quick(tmp_path):
 def test_ct_sparse_view_bad_arguments(tmp_path):
     proc = run("scripts/ct_sparse_view.py", "--subsample", "1", "--out", str(tmp_path))
     assert proc.returncode == 2 and "--subsample values must lie in [2, n_angles)" in proc.stderr
+
+
+def test_bench_distributed_on_the_cpu(tmp_path):
+    from autoint_cli.cli import train_main
+    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+
+    from helpers import write_config
+
+    scene = write_demo_scene(tmp_path / "tiny", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=1))
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config), "--n_iters", "2"]) == 0
+    proc = run("scripts/bench_distributed.py", "--config", str(config), "--processes", "1", "2", "--steps", "6", "--print_every", "2",
+               "--expdir", str(tmp_path / "logs" / "tiny"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["device"] == "cpu" and [r["processes"] for r in summary["results"]] == [1, 2]
+    for row in summary["results"]:
+        assert row["train_rays_per_sec"] > 0 and row["render_frames_per_sec"] > 0 and row["train_speedup"] > 0
+    assert summary["results"][0]["train_speedup"] == 1.0
+    assert "speedup" in proc.stdout

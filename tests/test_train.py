@@ -10,23 +10,11 @@ from autoint_cli.cli import eval_main, render_main, train_main
 from autoint_cli.config import ModelConfig
 from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
 
-TINY_MODEL = "n_sections = 4\nsamples_per_section = 2\nnetdepth = 2\nnetwidth = 16\nmultires = 3\nmultires_views = 1\nsampler_depth = 2\nsampler_width = 16\n"
-
+from helpers import write_config
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     return write_demo_scene(tmp_path_factory.mktemp("scene") / "tiny", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
-
-
-def write_config(tmp_path, scene, extra=""):
-    text = (
-        f"expname = tiny\nbasedir = {tmp_path / 'logs'}\ndatadir = {scene}\ndataset_type = blender\n{TINY_MODEL}"
-        "N_rand = 64\nchunk = 32\nn_iters = 6\ni_print = 2\ni_img = 3\ni_weights = 3\ni_testset = 6\ni_video = 6\n"
-        "precision = fp32\nquiet = true\n" + extra
-    )
-    path = tmp_path / "tiny.txt"
-    path.write_text(text)
-    return path
 
 
 def test_train_writes_the_run_folder(tmp_path, scene, capsys):

@@ -7,7 +7,7 @@ fundamental theorem of calculus,
 
     ∫_a^b ∂Φ/∂t (t; c) dt = Φ(b; c) − Φ(a; c).
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -70,6 +70,23 @@ class IntegralNetwork(nn.Module):
     def grad_network(self) -> "GradNetwork":
         """The derived ∂Φ/∂t, sharing this network's parameters."""
         return GradNetwork(self)
+
+    def parameters_unused_by_grad(self, t: Tensor, *constants: Tensor) -> List[str]:
+        """Names of the parameters that ∂Φ/∂t does not depend on at all.
+
+        Such a parameter only shifts Φ by a constant of integration (the output
+        layer's bias is one): Φ(b) − Φ(a) cancels it and training never gives
+        it a gradient. Found by one backward pass through the grad network at
+        the example inputs (shapes as in :meth:`forward`); a parameter counts as
+        unused when autograd reaches it not at all, not when its gradient is 0.
+        """
+        named = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        with torch.enable_grad():
+            out = self.grad_network()(t, *constants)
+            if not out.requires_grad:  # Φ is constant in t: nothing reaches any parameter
+                return [name for name, _ in named]
+            grads = torch.autograd.grad(out.sum(), [p for _, p in named], allow_unused=True)
+        return [name for (name, _), g in zip(named, grads) if g is None]
 
     def describe(self) -> Description:
         """Both graphs as text and Graphviz DOT."""
