@@ -110,7 +110,8 @@ def _add_run_args(parser) -> None:
     parser.add_argument("--expdir", type=Path, required=True, help="the run folder, logs/<expname>")
     parser.add_argument("--ckpt", type=Path, default=None, help="a checkpoint file (default: the latest of the run)")
     parser.add_argument("--max_views", type=int, default=None, help="only the first views of the split")
-    parser.add_argument("--chunk", type=int, default=32768, help="rays rendered together; lower it when memory runs out")
+    parser.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|auto",
+                        help="rays rendered together (default auto: measured to fit half the free GPU memory; 32768 on the CPU)")
     parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
                         help="matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)")
     parser.add_argument("--compile", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
@@ -129,6 +130,19 @@ def _load_for_rendering(args, device: torch.device):
         run.model.field.compile_integral_networks()
         run.model.field.compile_grad_networks()
     return run, precision
+
+
+def _chunk_arg(text: str) -> Optional[int]:
+    """``auto`` (None) or a positive number of rays."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise configargparse.ArgumentTypeError(f"expected a number of rays or auto, got {text!r}") from None
+    if value < 1:
+        raise configargparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_device_args(parser) -> None:
@@ -254,7 +268,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def render_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-render --expdir logs/<expname> [...]``: PNG frames (and MP4) of a split or the camera path."""
-    from .render_views import make_renderer, render_poses, split_poses, write_views
+    from .render_views import chunk_for_view, make_renderer, render_poses, split_poses, write_views
 
     parser = ArgumentParser(prog="autoint-render", description="Render a trained run's test/val/train views or its camera path.")
     _add_run_args(parser)
@@ -265,7 +279,7 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--video", type=parse_bool, nargs="?", const=True, default=None, metavar="BOOL", help="also write rgb.mp4 and disp.mp4 (default: only for path)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: EXPDIR/render_<split>_<step>)")
     args = parser.parse_args(argv)
-    _check_positive(parser, args, ("n_sections", "n_samples", "max_views", "chunk"))
+    _check_positive(parser, args, ("n_sections", "n_samples", "max_views"))
 
     def body() -> int:
         with _distributed(args.device) as (dist, device):
@@ -273,7 +287,8 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
             poses = split_poses(run.scene, args.split)[: args.max_views]
             background = torch.tensor(run.scene.background, device=device)
             render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16")
-            views = render_poses(run.scene, poses, render, args.chunk, device, dist=dist)
+            chunk = args.chunk or chunk_for_view(run.scene, poses[0], render, device)
+            views = render_poses(run.scene, poses, render, chunk, device, dist=dist)
         if views is None:  # another rank than 0: rank 0 writes the files
             return 0
         out = args.out or args.expdir / f"render_{args.split}_{run.step:06d}"
@@ -300,7 +315,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--split", choices=("test", "val", "train"), default="test")
     parser.add_argument("--out", type=Path, default=None, help="metrics file (default: EXPDIR/metrics.json)")
     args = parser.parse_args(argv)
-    _check_positive(parser, args, ("max_views", "chunk"))
+    _check_positive(parser, args, ("max_views",))
     if min(args.n_sections) < 1 or args.quadrature_samples < 0:
         parser.error("--n_sections must be at least 1 and --quadrature_samples 0 or more")
 

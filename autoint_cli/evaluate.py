@@ -9,7 +9,7 @@ import torch
 
 from .distributed import SINGLE, Distributed
 from .metrics import LPIPS, psnr, ssim
-from .render_views import LoadedRun, make_renderer, render_poses, split_poses
+from .render_views import LoadedRun, chunk_for_view, make_renderer, render_poses, split_poses
 
 
 def device_name(device: torch.device) -> str:
@@ -50,7 +50,7 @@ def evaluate(
     n_sections: Sequence[int] = (8, 16, 32),
     quadrature_samples: int = 128,
     split: str = "test",
-    chunk: int = 8192,
+    chunk: Optional[int] = None,
     max_views: Optional[int] = None,
     precision: str = "tf32",
     dist: Distributed = SINGLE,
@@ -61,7 +61,7 @@ def evaluate(
     each view is timed between device synchronisations (``ms_per_frame``);
     ``frames_per_sec`` is the whole split's rate, over all processes. Under
     several processes the views are shared out and rank 0 gets the metrics
-    (the other ranks get None).
+    (the other ranks get None). ``chunk`` None: measured for each setting.
     """
     poses = split_poses(run.scene, split)
     if max_views is not None:
@@ -74,7 +74,8 @@ def evaluate(
         settings.append(("quadrature", {"n_samples": quadrature_samples}))
     for renderer, option in settings:
         render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128), precision == "bf16")
-        views = render_poses(run.scene, poses, render, chunk, device, dist=dist)
+        size = chunk or chunk_for_view(run.scene, poses[0], render, device)
+        views = render_poses(run.scene, poses, render, size, device, dist=dist)
         if views is None:
             continue
         results.append({"renderer": renderer, **option, **_score(run, split, views, lpips)})

@@ -1,5 +1,6 @@
 """Rendering whole views from a trained run: frames, PNGs and videos, timed around rendering only."""
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,54 @@ class ChunkSize:
                 self.rays = max(1, self.rays // 2)
                 torch.cuda.empty_cache()
                 logger.warning("out of GPU memory while rendering; retrying with chunk %d", self.rays)
+
+
+def chunk_for_memory(bytes_per_ray: float, free_bytes: float, fraction: float = 0.5, smallest: int = 1024, largest: int = 1 << 18) -> int:
+    """The largest power of two n with n · bytes_per_ray ≤ fraction · free_bytes, clamped to [smallest, largest].
+
+    A power of two keeps chunks a multiple of the GEMM tile sizes; the upper
+    bound is where larger chunks stop paying on current GPUs.
+    """
+    if bytes_per_ray <= 0:
+        return largest
+    fits = fraction * free_bytes / bytes_per_ray
+    n = 1 << max(0, math.floor(math.log2(fits))) if fits >= 1 else 1
+    return int(min(max(n, smallest), largest))
+
+
+CPU_CHUNK = 32768
+
+
+def measure_chunk(render: Callable[[Rays], RenderOutput], rays: Rays, device: torch.device, probe: int = 4096, fraction: float = 0.5) -> int:
+    """A chunk size for ``render`` on this device, chosen by measuring.
+
+    On CUDA: renders ``probe`` of ``rays`` eagerly (compiled networks too, so
+    that no second shape is compiled), takes the peak memory it needed per
+    ray, and fits the chunk in ``fraction`` of what is free (free on the
+    device plus PyTorch's cached blocks). On the CPU memory is rarely the
+    limit: :data:`CPU_CHUNK`.
+    """
+    if device.type != "cuda":
+        return CPU_CHUNK
+    flat = rays.reshape(-1)
+    flat = flat[torch.arange(min(probe, flat.shape[0]), device=flat.origins.device)]
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+        render(flat)
+    torch.cuda.synchronize(device)
+    per_ray = (torch.cuda.max_memory_allocated(device) - before) / flat.shape[0]
+    free, _ = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    chunk = chunk_for_memory(per_ray, free + cached, fraction)
+    logger.info("chunk %d rays (%.1f KiB per ray measured, %.1f GiB free)", chunk, per_ray / 1024, (free + cached) / 2**30)
+    return chunk
+
+
+def chunk_for_view(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], device: torch.device) -> int:
+    """:func:`measure_chunk` on the rays of the view from ``c2w`` [3, 4]."""
+    return measure_chunk(render, camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc), device)
 
 
 def render_camera(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], chunk, device: torch.device) -> RenderOutput:

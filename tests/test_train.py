@@ -131,6 +131,16 @@ def test_resume_into_another_architecture_is_refused(tmp_path, scene, capsys):
     assert "saved with a different architecture (netwidth 16 -> 32)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("main", [render_main, eval_main])
+@pytest.mark.parametrize("value, message", [("0", "must be at least 1, got 0"), ("lots", "expected a number of rays or auto, got 'lots'")])
+def test_bad_chunk_is_one_line(tmp_path, capsys, main, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--expdir", str(tmp_path), "--chunk", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --chunk: {message}" in err and err.count("\n") == 1
+
+
 def test_render_and_eval_without_a_run(tmp_path, capsys):
     assert render_main(["--expdir", str(tmp_path / "nothing")]) == 2
     assert "no checkpoints/NNNNNN.pt" in capsys.readouterr().err
