@@ -34,6 +34,7 @@ from .data.synthetic import DemoSceneSpec, write_demo_scene
 from .distributed import SINGLE, Distributed
 
 USER_ERRORS = (SceneError, ConfigError, CheckpointError)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ArgumentParser(configargparse.ArgumentParser):
@@ -116,6 +117,9 @@ def _add_run_args(parser) -> None:
                         help="matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)")
     parser.add_argument("--compile", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
                         help="torch.compile the networks (CUDA; pays a warm-up)")
+    parser.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
+                        help="torch.compile mode with --compile: max-autotune-no-cudagraphs fuses activations into Triton GEMMs "
+                             "(long warm-up); reduce-overhead replays CUDA graphs of the fixed-shape chunks")
     _add_device_args(parser)
 
 
@@ -127,8 +131,8 @@ def _load_for_rendering(args, device: torch.device):
     precision = args.precision or run.config.run.precision
     _set_precision(precision)
     if args.compile:
-        run.model.field.compile_integral_networks()
-        run.model.field.compile_grad_networks()
+        run.model.field.compile_integral_networks(args.compile_mode)
+        run.model.field.compile_grad_networks(args.compile_mode)
     return run, precision
 
 

@@ -151,9 +151,14 @@ def plot_tradeoff(metrics: Dict, path: Path) -> Path:
 
 
 def write_metrics(metrics: Dict, out: Path) -> List[Path]:
-    """metrics.json at ``out``, metrics.md and tradeoff.png beside it."""
+    """metrics.json at ``out``, metrics.md and tradeoff.png beside it.
+
+    Another name than metrics.json gives NAME.md and NAME_tradeoff.png, so
+    that several evaluations can share a folder.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     table = out.with_suffix(".md")
     table.write_text(metrics_table(metrics))
-    return [out, table, plot_tradeoff(metrics, out.parent / "tradeoff.png")]
+    plot = out.parent / ("tradeoff.png" if out.stem == "metrics" else f"{out.stem}_tradeoff.png")
+    return [out, table, plot_tradeoff(metrics, plot)]

@@ -51,9 +51,9 @@ class RadianceField(nn.Module):
         self._grad_networks: List[nn.Module] = [net.grad_network() for net in self.networks]
         self._integral_networks: List[nn.Module] = list(self.networks)
 
-    def compile_grad_networks(self) -> None:
-        """Wraps the grad networks in torch.compile (the fused fast path on CUDA)."""
-        self._grad_networks = [torch.compile(GradNetwork(net)) for net in self.networks]
+    def compile_grad_networks(self, mode: str = "default") -> None:
+        """Wraps the grad networks in torch.compile (the fused fast path on CUDA; ``mode`` as torch.compile takes it)."""
+        self._grad_networks = [torch.compile(GradNetwork(net), mode=mode) for net in self.networks]
 
     def compile_integral_networks(self, mode: str = "default") -> None:
         """Wraps the integral networks in torch.compile (``mode`` as torch.compile takes it)."""

@@ -26,7 +26,9 @@ from autoint_cli.models import SceneModel
 from autoint_cli.rays import camera_rays
 from autoint_cli.render import render_chunks, render_integral
 
-VARIANTS = ("eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16")
+VARIANTS = ("eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16", "compiled_bf16_autotune", "compiled_bf16_cudagraphs")
+# torch.compile mode per variant suffix: Triton GEMM templates with fused epilogues, or CUDA graphs of the fixed-shape chunks.
+COMPILE_MODES = {"autotune": "max-autotune-no-cudagraphs", "cudagraphs": "reduce-overhead"}
 
 
 def matmul_flops_per_eval(model: SceneModel) -> int:
@@ -91,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             precision = variant.split("_")[1]
             torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
             if variant.startswith("compiled"):
-                model.field.compile_integral_networks()
+                model.field.compile_integral_networks(COMPILE_MODES.get(variant.split("_")[-1], "default"))
             autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
             def frame():

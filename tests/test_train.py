@@ -102,6 +102,7 @@ def test_training_beats_an_untrained_model(tmp_path):
     before = json.loads((tmp_path / "untrained.json").read_text())["results"][0]["psnr"]
     after = json.loads((tmp_path / "trained.json").read_text())["results"][0]["psnr"]
     assert after > before + 5, (before, after)
+    assert {"untrained.md", "untrained_tradeoff.png", "trained.md", "trained_tradeoff.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -129,6 +130,20 @@ def test_resume_into_another_architecture_is_refused(tmp_path, scene, capsys):
     assert train_main(["--config", str(config)]) == 0
     assert train_main(["--config", str(config), "--netwidth", "32", "--n_iters", "9"]) == 2
     assert "saved with a different architecture (netwidth 16 -> 32)" in capsys.readouterr().err
+
+
+def test_compiled_rendering_matches_eager(tmp_path, scene):
+    """--compile with a compile mode renders the same frames as eager (CPU inductor here; on CUDA the modes differ more)."""
+    import imageio.v3 as iio
+
+    config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
+    assert train_main(["--config", str(config), "--n_iters", "3"]) == 0
+    run = tmp_path / "logs" / "tiny"
+    assert render_main(["--expdir", str(run), "--out", str(tmp_path / "eager"), "--chunk", "64"]) == 0
+    assert render_main(["--expdir", str(run), "--out", str(tmp_path / "compiled"), "--chunk", "64", "--compile", "--compile_mode", "reduce-overhead"]) == 0
+    for name in ("rgb_000.png", "rgb_001.png"):
+        eager, compiled = (iio.imread(tmp_path / kind / name).astype(int) for kind in ("eager", "compiled"))
+        assert abs(eager - compiled).max() <= 1, name  # 8-bit rounding of float32 results that differ in the last bits
 
 
 @pytest.mark.parametrize("main", [render_main, eval_main])
