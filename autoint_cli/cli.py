@@ -255,15 +255,16 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         config_text = Path(args.config).read_text() if args.config else None
         with _distributed(args.device) as (dist, device):
             result = train(config, device, config_text, dist)
+        code = 128 + int(getattr(signal, result.interrupted_by)) if result.interrupted_by else 0
         if not dist.is_main:
-            return 128 + int(getattr(signal, result.interrupted_by)) if result.interrupted_by else 0
+            return code
         if result.interrupted_by is not None:
             # Under torchrun, any number of processes can take over from the checkpoint.
             launcher = "torchrun --nproc_per_node=K -m autoint_cli train" if dist.active else "autoint-train"
             command = " ".join([launcher, *argv])
             print(f"{config.run.expname}: interrupted by {result.interrupted_by} at step {result.step}; checkpoint {result.checkpoint}. "
                   f"Resume with: {command}", file=sys.stderr)
-            return 128 + int(getattr(signal, result.interrupted_by))
+            return code
         print(f"{config.run.expname}: step {result.step}, loss {result.loss:.4g}, {result.seconds:.1f} s on {device}; checkpoint {result.checkpoint}")
         return 0
 

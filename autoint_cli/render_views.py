@@ -138,14 +138,19 @@ def measure_chunk(render: Callable[[Rays], RenderOutput], rays: Rays, device: to
     return chunk
 
 
+def view_rays(scene: Scene, c2w: Tensor, device: torch.device) -> Rays:
+    """The rays [H, W] of the scene's camera at pose ``c2w`` [3, 4], on ``device``."""
+    return camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc)
+
+
 def chunk_for_view(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], device: torch.device) -> int:
     """:func:`measure_chunk` on the rays of the view from ``c2w`` [3, 4]."""
-    return measure_chunk(render, camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc), device)
+    return measure_chunk(render, view_rays(scene, c2w, device), device)
 
 
 def render_camera(scene: Scene, c2w: Tensor, render: Callable[[Rays], RenderOutput], chunk, device: torch.device) -> RenderOutput:
     """One full view [H, W] from pose ``c2w`` [3, 4]; ``chunk`` is an int or a shared :class:`ChunkSize`."""
-    rays = camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc)
+    rays = view_rays(scene, c2w, device)
     size = chunk if isinstance(chunk, ChunkSize) else ChunkSize(chunk)
     return size.render(render, rays)
 
@@ -222,16 +227,14 @@ def render_poses(
         render_camera(scene, mine[0], render, chunk, device)
     dist.barrier()
     start = time.perf_counter()
-    views = RenderedViews([], [], [])
+    rgb, disparity, ms_per_frame = [], [], []
     for c2w in mine:
         out, ms = timed(lambda: render_camera(scene, c2w, render, chunk, device), device)
-        views.rgb.append(out.rgb.float().cpu().numpy())
-        views.disparity.append(disparity_image(out))
-        views.ms_per_frame.append(ms)
-    if not dist.active:
-        views.seconds = time.perf_counter() - start
-        return views
-    shards = dist.gather((views.rgb, views.disparity, views.ms_per_frame))
+        rgb.append(out.rgb.float().cpu().numpy())
+        disparity.append(disparity_image(out))
+        ms_per_frame.append(ms)
+    # One process gathers its own lists back; several gather on rank 0.
+    shards = dist.gather((rgb, disparity, ms_per_frame))
     if shards is None:
         return None
     parts = [merge_shards([shard[k] for shard in shards], dist.world_size) for k in range(3)]
