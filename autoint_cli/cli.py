@@ -32,9 +32,9 @@ from .config import (
 from .data import SceneError
 from .data.synthetic import DemoSceneSpec, write_demo_scene
 from .distributed import SINGLE, Distributed
+from .models import COMPILE_MODES
 
 USER_ERRORS = (SceneError, ConfigError, CheckpointError)
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ArgumentParser(configargparse.ArgumentParser):
@@ -111,29 +111,28 @@ def _add_run_args(parser) -> None:
     parser.add_argument("--expdir", type=Path, required=True, help="the run folder, logs/<expname>")
     parser.add_argument("--ckpt", type=Path, default=None, help="a checkpoint file (default: the latest of the run)")
     parser.add_argument("--max_views", type=int, default=None, help="only the first views of the split")
+    parser.add_argument("--testskip", type=int, default=None,
+                        help="blender: every k-th test and val view (default: the run's; NeRF's 25-view protocol is 8)")
     parser.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|auto",
                         help="rays rendered together (default auto: measured to fit half the free GPU memory; 32768 on the CPU)")
     parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
                         help="matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)")
     parser.add_argument("--compile", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
-                        help="torch.compile the networks (CUDA; pays a warm-up)")
+                        help="torch.compile the whole chunk renderer (CUDA; pays a warm-up per setting)")
     parser.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
-                        help="torch.compile mode with --compile: max-autotune-no-cudagraphs fuses activations into Triton GEMMs "
-                             "(long warm-up); reduce-overhead replays CUDA graphs of the fixed-shape chunks")
+                        help="torch.compile mode with --compile; reduce-overhead replays CUDA graphs of the fixed-shape chunks "
+                             "(the max-autotune modes search Triton GEMMs: a long warm-up, no gain measured on an H100)")
     _add_device_args(parser)
 
 
 def _load_for_rendering(args, device: torch.device):
-    """The run, on ``device``, with the precision and compilation asked for; returns (run, precision)."""
+    """The run, on ``device``, with the precision asked for; returns (run, precision, compile mode or None)."""
     from .render_views import load_run
 
-    run = load_run(args.expdir, device, args.ckpt)
+    run = load_run(args.expdir, device, args.ckpt, args.testskip)
     precision = args.precision or run.config.run.precision
     _set_precision(precision)
-    if args.compile:
-        run.model.field.compile_integral_networks(args.compile_mode)
-        run.model.field.compile_grad_networks(args.compile_mode)
-    return run, precision
+    return run, precision, args.compile_mode if args.compile else None
 
 
 def _chunk_arg(text: str) -> Optional[int]:
@@ -288,10 +287,10 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> int:
         with _distributed(args.device) as (dist, device):
-            run, precision = _load_for_rendering(args, device)
+            run, precision, compile_mode = _load_for_rendering(args, device)
             poses = split_poses(run.scene, args.split)[: args.max_views]
             background = torch.tensor(run.scene.background, device=device)
-            render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16")
+            render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16", compile_mode)
             chunk = args.chunk or chunk_for_view(run.scene, poses[0], render, device)
             views = render_poses(run.scene, poses, render, chunk, device, dist=dist)
         if views is None:  # another rank than 0: rank 0 writes the files
@@ -326,8 +325,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> int:
         with _distributed(args.device) as (dist, device):
-            run, precision = _load_for_rendering(args, device)
-            metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision, dist)
+            run, precision, compile_mode = _load_for_rendering(args, device)
+            metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision, dist, compile_mode)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics
             return 0
         written = write_metrics(metrics, args.out or args.expdir / "metrics.json")

@@ -10,7 +10,7 @@ density and colour along the ray before activation; both share the very same
 parameters. With ``shared_trunk`` one network of 4 outputs serves both (a trunk
 with a density head and a colour head).
 """
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,16 @@ from .autoint import Concat, Constant, Dual, GradNetwork, IntegralNetwork, Posit
 from .config import ModelConfig
 from .rays import Rays
 from .sampling import Sections, sections_from_lengths, uniform_sections
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_module(fn: Callable, mode: str = "default") -> Callable:
+    """torch.compile of a module or function with static shapes, in one of torch's :data:`COMPILE_MODES`."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+    return torch.compile(fn, mode=mode, dynamic=False)
 
 
 def _integral_network(config: ModelConfig, out_features: int) -> IntegralNetwork:
@@ -52,12 +62,17 @@ class RadianceField(nn.Module):
         self._integral_networks: List[nn.Module] = list(self.networks)
 
     def compile_grad_networks(self, mode: str = "default") -> None:
-        """Wraps the grad networks in torch.compile (the fused fast path on CUDA; ``mode`` as torch.compile takes it)."""
-        self._grad_networks = [torch.compile(GradNetwork(net), mode=mode) for net in self.networks]
+        """Wraps the grad networks in torch.compile (the fused fast path on CUDA; ``mode``: one of :data:`COMPILE_MODES`).
+
+        Shapes are static: the callers keep one batch shape (fixed chunks, the
+        last one padded), and a new shape gets its own graph rather than a
+        dynamic-shape one.
+        """
+        self._grad_networks = [compile_module(GradNetwork(net), mode) for net in self.networks]
 
     def compile_integral_networks(self, mode: str = "default") -> None:
-        """Wraps the integral networks in torch.compile (``mode`` as torch.compile takes it)."""
-        self._integral_networks = [torch.compile(net, mode=mode) for net in self.networks]
+        """Wraps the integral networks in torch.compile (``mode``: one of :data:`COMPILE_MODES`)."""
+        self._integral_networks = [compile_module(net, mode) for net in self.networks]
 
     @staticmethod
     def constants(rays: Rays) -> Tuple[Tensor, Tensor, Tensor]:

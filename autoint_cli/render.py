@@ -17,6 +17,7 @@ The activations come after integration, in one place (:func:`activate`):
 * quadrature: the grad networks at K samples per ray, each sample standing for
   its own bin: the slow reference on the same weights.
 """
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from .models import SceneModel
 from .rays import Rays
-from .sampling import Sections, resample_sections, stratified_samples, uniform_sections
+from .sampling import Sections, prefix_sum, resample_sections, stratified_samples, uniform_sections
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def composite(sigma: Tensor, rgb: Tensor, sections: Sections, direction_norm: Te
         background: [3] colour behind the last section.
     """
     optical = sigma * sections.lengths * direction_norm  # σ̄_k δ_k
-    before = torch.cumsum(optical, -1) - optical  # Σ_{j<k} σ̄_j δ_j
+    before = prefix_sum(optical) - optical  # Σ_{j<k} σ̄_j δ_j
     weights = torch.exp(-before) * -torch.expm1(-optical)
     acc = weights.sum(-1, keepdim=True)
     color = (weights[..., None] * rgb).sum(-2) + (1 - acc) * background
@@ -114,20 +115,23 @@ def render_quadrature(model: SceneModel, rays: Rays, background: Tensor, n_sampl
 
 
 def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int) -> RenderOutput:
-    """Renders a batch of rays ``chunk`` at a time and joins the outputs (weights are dropped).
+    """Renders a batch of rays in chunks of at most ``chunk`` rays and joins the outputs (weights are dropped).
 
-    When several chunks are needed, the last is padded to a full chunk by
-    repeating its final ray, so that the renderer sees one shape only (compiled
-    networks and CUDA graphs need a fixed shape); the padding is cut off again.
+    n rays take ⌈n / chunk⌉ chunks of equal size ⌈n / count⌉, so that little
+    is padded; the last is padded to that size by repeating its final ray, so
+    that the renderer sees one shape only (compiled networks and CUDA graphs
+    need a fixed shape). The padding is cut off again.
     """
     flat = rays.reshape(-1)
     n = flat.shape[0]
+    size = math.ceil(n / math.ceil(n / chunk)) if n > chunk else n
     parts = []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        index = torch.arange(start, start + chunk if n > chunk else stop, device=flat.origins.device).clamp(max=n - 1)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        index = torch.arange(start, start + size, device=flat.origins.device).clamp(max=n - 1)
         out = render(flat[index])
-        parts.append([getattr(out, name)[: stop - start] for name in ("rgb", "acc", "depth")])
+        # Copied out at once: a CUDA-graph renderer reuses its output memory on the next chunk.
+        parts.append([getattr(out, name)[: stop - start].clone() for name in ("rgb", "acc", "depth")])
     joined = [torch.cat([p[i] for p in parts], 0) for i in range(3)]
     shape = rays.shape
     return RenderOutput(*(x.reshape(*shape, x.shape[-1]) for x in joined), weights=torch.empty(0))

@@ -1,4 +1,5 @@
 """Rendering whole views from a trained run: frames, PNGs and videos, timed around rendering only."""
+import dataclasses
 import logging
 import math
 import time
@@ -15,7 +16,7 @@ from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, scene_from_config, unflatten
 from .data import Scene
 from .distributed import SINGLE, Distributed, merge_shards
-from .models import SceneModel
+from .models import SceneModel, compile_module
 from .rays import Rays, camera_rays
 from .render import RenderOutput, render_chunks, render_integral, render_quadrature
 
@@ -33,8 +34,11 @@ class LoadedRun:
     checkpoint: Path
 
 
-def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None) -> LoadedRun:
-    """Rebuilds the model from the checkpoint's own config (latest checkpoint unless ``ckpt``)."""
+def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None, testskip: Optional[int] = None) -> LoadedRun:
+    """Rebuilds the model from the checkpoint's own config (latest checkpoint unless ``ckpt``).
+
+    ``testskip`` replaces the run's own (every k-th test and val view, Blender scenes).
+    """
     expdir = Path(expdir)
     path = Path(ckpt) if ckpt is not None else latest_checkpoint(expdir)
     if path is None:
@@ -52,16 +56,26 @@ def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None) ->
         raise CheckpointError(f"{path}: weights do not fit the architecture in its config: {'; '.join(differ[:3])}" + (f"; and {len(differ) - 3} more" if len(differ) > 3 else ""))
     model.load_state_dict(payload["model"])
     model.to(device).eval()
+    if testskip is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, testskip=testskip))
     return LoadedRun(config, model, scene_from_config(config.data), int(payload["step"]), path)
 
 
 def make_renderer(
-    model: SceneModel, background: Tensor, renderer: str, n_sections: Optional[int] = None, n_samples: int = 128, bf16: bool = False
+    model: SceneModel,
+    background: Tensor,
+    renderer: str,
+    n_sections: Optional[int] = None,
+    n_samples: int = 128,
+    bf16: bool = False,
+    compile_mode: Optional[str] = None,
 ) -> Callable[[Rays], RenderOutput]:
     """A function of rays for the integral renderer (at ``n_sections``) or the quadrature renderer (at ``n_samples``).
 
     With ``bf16`` the networks run under bf16 autocast; Φ's output layer and
-    the section differences stay in float32.
+    the section differences stay in float32. With ``compile_mode`` (one of
+    :data:`~autoint_cli.models.COMPILE_MODES`) the whole chunk renderer,
+    sampler, networks and compositing, is one torch.compile graph of static shape.
     """
     if renderer not in ("integral", "quadrature"):
         raise ValueError(f"unknown renderer {renderer!r}; expected integral or quadrature")
@@ -72,7 +86,7 @@ def make_renderer(
                 return render_integral(model, rays, background, n_sections)
             return render_quadrature(model, rays, background, n_samples)
 
-    return render
+    return render if compile_mode is None else compile_module(render, compile_mode)
 
 
 class ChunkSize:

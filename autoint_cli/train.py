@@ -138,6 +138,44 @@ def _check_resumable(payload: dict, config: TrainConfig, path: Path) -> None:
         raise CheckpointError(f"{path}: saved with a different architecture ({'; '.join(differ)}); use --no_reload or another expname")
 
 
+# Steps between the host's reads of the device-side NaN/inf counters (and, under torchrun, of the stop decision).
+HOST_CHECK_EVERY = 10
+
+
+class _NonfiniteSteps:
+    """Counts, on the device, the steps whose gradients hold a NaN or inf; the host reads the counts now and then.
+
+    Each step's flag goes to fused Adam, which then leaves the weights and its
+    moments untouched. Reading the counts synchronises with the device, so it
+    happens every few steps, not every step.
+    """
+
+    def __init__(self, device: torch.device, limit: int, step: int):
+        self.limit = limit
+        self.skipped = torch.zeros((), device=device)
+        self.streak = torch.zeros((), device=device)
+        self.reported = 0
+        self.since = step
+
+    def flag(self, grads) -> Tensor:
+        """1.0 when any of ``grads`` is not finite (their total norm is not), else 0.0; updates the counts."""
+        found = (~torch.isfinite(torch.nn.utils.get_total_norm(grads))).float()
+        self.skipped += found
+        self.streak = (self.streak + 1) * found
+        return found
+
+    def check(self, step: int, last_saved: Optional[Path]) -> None:
+        """Warns of steps skipped since the last check; stops when ``limit`` came in a row."""
+        skipped, streak = (int(x) for x in torch.stack([self.skipped, self.streak]).tolist())
+        if skipped > self.reported:
+            logger.warning("steps %d-%d: %d with NaN or inf in the loss or gradients; skipped (weights unchanged)", self.since + 1, step, skipped - self.reported)
+            self.reported = skipped
+        self.since = step
+        if streak >= self.limit:
+            kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
+            raise TrainingError(f"{streak} steps in a row with NaN/inf up to step {step}; stopped ({kept}); lower lrate or check the data")
+
+
 class _TrainingForward(nn.Module):
     """The training renderer as a module's forward, so DistributedDataParallel can hook it; returns rgb [n_rays, 3]."""
 
@@ -171,7 +209,8 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
             check_run_dir(run_dir, model)
             write_run_files(run_dir, config, config_text)
         model.to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate)
+        # Fused Adam takes the step's NaN/inf flag as a tensor and skips the update on the device, with no host synchronisation.
+        optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate, fused=True)
         generator = torch.Generator(device=device).manual_seed(run.seed)
         step = 0
         resume = None if run.no_reload else latest_checkpoint(run_dir)
@@ -221,20 +260,22 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
         last_print, last_print_step = start, step
         loss_value = float("nan")
         last_saved = resume
-        nonfinite = 0
+        nonfinite = _NonfiniteSteps(device, run.max_nonfinite_steps, step)
         total = None  # the last step's loss; stays None when the run is already complete
         if step >= run.n_iters:
             logger.info("%s is already at step %d (n_iters %d): nothing to train", run.expname, step, run.n_iters)
         while step < run.n_iters:
-            out_of_time = bool(run.max_train_seconds) and time.perf_counter() - start >= run.max_train_seconds
-            # Every rank stops at the same step, whichever of them was signalled or ran out of time.
-            signalled, out_of_time = dist.max([stop.signal or 0, out_of_time])
-            if signalled:
-                stop.signal = int(signalled)
-                break
-            if out_of_time:
-                logger.info("stopping at step %d: max_train_seconds %g reached", step, run.max_train_seconds)
-                break
+            # Under torchrun the stop decision is an all-reduce and a host synchronisation: taken every few steps only.
+            if not dist.active or step % HOST_CHECK_EVERY == 0:
+                out_of_time = bool(run.max_train_seconds) and time.perf_counter() - start >= run.max_train_seconds
+                # Every rank stops at the same step, whichever of them was signalled or ran out of time.
+                signalled, out_of_time = dist.max([stop.signal or 0, out_of_time])
+                if signalled:
+                    stop.signal = int(signalled)
+                    break
+                if out_of_time:
+                    logger.info("stopping at step %d: max_train_seconds %g reached", step, run.max_train_seconds)
+                    break
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -257,21 +298,17 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
                     loss = torch.sum((rgb.float() - target[part]) ** 2) / (3 * n_local)
                     loss.backward()
                 total += loss.detach() / dist.world_size
-            total = dist.sum(total)
-            grads = [p.grad for p in params if p.grad is not None]
-            if not bool(torch.isfinite(total) & torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-                nonfinite += 1
-                logger.warning("step %d: NaN or inf in the loss or gradients; step skipped (%d in a row)", step + 1, nonfinite)
-                if nonfinite >= run.max_nonfinite_steps:
-                    kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
-                    raise TrainingError(f"{run.max_nonfinite_steps} steps in a row with NaN/inf at step {step + 1}; stopped ({kept}); lower lrate or check the data")
-                continue
-            nonfinite = 0
+            # Read by Adam.step as torch.amp.GradScaler would set it. The gradients are the same on every rank after the
+            # all-reduce, so every rank takes the same decision.
+            optimizer.found_inf = nonfinite.flag([p.grad for p in params if p.grad is not None])
             optimizer.step()
             step += 1
+            printing = step % run.i_print == 0 or step == run.n_iters
+            if printing or step % HOST_CHECK_EVERY == 0:
+                nonfinite.check(step, last_saved)
 
-            if step % run.i_print == 0 or step == run.n_iters:
-                loss_value = total.item()
+            if printing:
+                loss_value = dist.sum(total).item()
                 now = time.perf_counter()
                 rays_per_sec = run.N_rand * (step - last_print_step) / max(now - last_print, 1e-9)
                 last_print, last_print_step = now, step
@@ -308,7 +345,7 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
         if writer is not None:
             writer.close()
         if total is not None and math.isnan(loss_value):
-            loss_value = total.item()
+            loss_value = dist.sum(total).item()
         interrupted = signal.Signals(stop.signal).name if stop.signal is not None else None
         return TrainResult(run_dir, step, last_saved, time.perf_counter() - start, loss_value, interrupted)
 

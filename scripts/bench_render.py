@@ -22,13 +22,18 @@ from bench_common import bench_device, blender_view, device_label
 from autoint_cli.checkpoint import load_checkpoint
 from autoint_cli.config import ModelConfig, unflatten
 from autoint_cli.metrics import psnr
-from autoint_cli.models import SceneModel
+from autoint_cli.models import SceneModel, compile_module
 from autoint_cli.rays import camera_rays
 from autoint_cli.render import render_chunks, render_integral
+from autoint_cli.render_views import measure_chunk
 
-VARIANTS = ("eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16", "compiled_bf16_autotune", "compiled_bf16_cudagraphs")
-# torch.compile mode per variant suffix: Triton GEMM templates with fused epilogues, or CUDA graphs of the fixed-shape chunks.
-COMPILE_MODES = {"autotune": "max-autotune-no-cudagraphs", "cudagraphs": "reduce-overhead"}
+VARIANTS = (
+    "eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16",
+    "compiled_bf16_autotune", "compiled_bf16_cudagraphs", "compiled_bf16_maxautotune", "whole_bf16", "whole_bf16_cudagraphs",
+)
+# torch.compile mode per variant suffix (autoint_cli.models.COMPILE_MODES). compiled_*: the integral networks
+# compiled; whole_*: the whole chunk renderer.
+COMPILE_MODES = {"autotune": "max-autotune-no-cudagraphs", "cudagraphs": "reduce-overhead", "maxautotune": "max-autotune"}
 
 
 def matmul_flops_per_eval(model: SceneModel) -> int:
@@ -55,14 +60,30 @@ def measured_bf16_rate(device: torch.device) -> Optional[float]:
     return 2 * 8192**3 / statistics.median(times) / 1e12
 
 
+def print_profile(frame, device: torch.device, title: str, frames: int = 3, rows: int = 25) -> None:
+    """The kernels that take the most device time over a few frames, as the torch profiler tabulates them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(frames):
+            frame()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(f"profile of {frames} frames: {title}")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default=None, help="a trained checkpoint (default: random paper-size weights)")
     parser.add_argument("--resolution", type=int, nargs="+", default=[400, 800], help="square frame sizes")
     parser.add_argument("--n_sections", type=int, nargs="+", default=[16, 8], help="N for each resolution, paired in order")
-    parser.add_argument("--chunk", type=int, default=65536)
+    parser.add_argument("--chunk", default="65536", help="rays per chunk, or auto (measured as autoint-render does)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--profile", nargs="+", choices=VARIANTS, default=[], help="also print the costliest kernels of these variants' frames (torch profiler)")
     parser.add_argument("--quick", action="store_true", help="CPU smoke check: 32x32, small model, 2 repeats")
     args = parser.parse_args(argv)
     device = bench_device()
@@ -78,6 +99,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         payload = None
     pairs = list(zip(args.resolution, args.n_sections))
 
+    name = device_label(device)
+    # Rows are printed as they are measured, so that a run cut short still reports what it finished.
+    print(f"{name}, torch {torch.__version__}, weights: {args.ckpt or 'random'}", flush=True)
+    print(f"{'variant':<26}{'size':>6}{'N':>4}{'chunk':>8}{'ms/frame':>10}{'fps':>8}{'TFLOP/s':>9}{'PSNR vs fp32':>14}{'peak GiB':>10}", flush=True)
     rows = []
     for size, n in pairs:
         intrinsics, c2w = blender_view(size, device)
@@ -92,13 +117,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             model.to(device).eval()
             precision = variant.split("_")[1]
             torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+            mode = COMPILE_MODES.get(variant.split("_")[-1], "default")
+            # Each variant compiles from a clean slate: no graphs or dynamic-shape decisions carried over from the last.
+            torch._dynamo.reset()
             if variant.startswith("compiled"):
-                model.field.compile_integral_networks(COMPILE_MODES.get(variant.split("_")[-1], "default"))
+                model.field.compile_integral_networks(mode)
             autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
+            def render(r):
+                with autocast:
+                    return render_integral(model, r, background, n)
+
+            chunk = measure_chunk(render, rays, device) if args.chunk == "auto" else int(args.chunk)
+            if variant.startswith("whole"):
+                # The whole chunk renderer as one graph: sampler, networks, differences and compositing.
+                render = compile_module(render, mode)
+
             def frame():
-                with torch.no_grad(), autocast:
-                    return render_chunks(lambda r: render_integral(model, r, background, n), rays, args.chunk)
+                with torch.no_grad():
+                    return render_chunks(render, rays, chunk)
 
             for _ in range(2):
                 out = frame()
@@ -112,13 +149,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append((time.perf_counter() - start) * 1e3)
+            if variant in args.profile:
+                print_profile(frame, device, f"{variant}, {size}x{size}, N={n}, chunk {chunk}")
             image = np.clip(out.rgb.float().cpu().numpy(), 0.0, 1.0)
             if variant == "eager_fp32":
                 reference = image
             ms = statistics.median(times)
             flops = size * size * (n + 1) * matmul_flops_per_eval(model)
             rows.append({
-                "variant": variant, "resolution": size, "n_sections": n, "ms_per_frame": ms,
+                "variant": variant, "resolution": size, "n_sections": n, "chunk": chunk, "ms_per_frame": ms,
                 "fps": 1e3 / ms, "rays_per_sec": size * size / (ms / 1e3), "matrix_tflops": flops / (ms / 1e3) / 1e12,
                 # None where the frame is bit-identical to the float32 render (PSNR infinite).
                 "psnr_vs_fp32": None if math.isinf(psnr(image, reference)) else psnr(image, reference),
@@ -126,12 +165,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             })
             if variant == "eager_fp32" and variant not in args.variants:
                 rows.pop()
+            else:
+                r = rows[-1]
+                drift = "identical" if r["psnr_vs_fp32"] is None else format(r["psnr_vs_fp32"], ".2f")
+                peak = "" if r["peak_gib"] is None else format(r["peak_gib"], ".2f")
+                print(f"{variant:<26}{size:>6}{n:>4}{chunk:>8}{ms:>10.2f}{r['fps']:>8.1f}{r['matrix_tflops']:>9.1f}{drift:>14}{peak:>10}", flush=True)
     bf16 = measured_bf16_rate(device)
-    name = device_label(device)
-    print(f"{name}, torch {torch.__version__}, weights: {args.ckpt or 'random'}, measured bf16 matmul: {bf16 and round(bf16)} TFLOP/s")
-    print(f"{'variant':<16}{'size':>6}{'N':>4}{'ms/frame':>10}{'fps':>8}{'TFLOP/s':>9}{'PSNR vs fp32':>14}")
-    for r in rows:
-        print(f"{r['variant']:<16}{r['resolution']:>6}{r['n_sections']:>4}{r['ms_per_frame']:>10.2f}{r['fps']:>8.1f}{r['matrix_tflops']:>9.1f}{'identical' if r['psnr_vs_fp32'] is None else format(r['psnr_vs_fp32'], '.2f'):>14}")
+    print(f"measured bf16 matmul: {bf16 and round(bf16)} TFLOP/s", flush=True)
     print(json.dumps({"bench": "render", "device": name, "torch": torch.__version__, "weights": args.ckpt or "random",
                       "bf16_matmul_tflops": bf16, "results": rows}))
     return 0

@@ -22,6 +22,7 @@ from autoint_cli.autoint import (
     make_activation,
 )
 from autoint_cli.autoint.dual import Dual, Inputs
+from autoint_cli.autoint.layers import reduced_linear
 
 REL = 1e-10
 
@@ -162,3 +163,15 @@ def test_full_precision_layer_stays_float32_under_autocast():
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     # Without autocast the flag changes nothing.
     torch.testing.assert_close(phi(t), plain(t), rtol=0, atol=0)
+
+
+def test_reduced_linear_matches_linear():
+    """The product-and-sum form of a full-precision output layer against F.linear: float64 exactly-ish, bf16 input widened to float32."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, 32, dtype=torch.float64, generator=gen)
+    weight, bias = torch.randn(4, 32, dtype=torch.float64, generator=gen), torch.randn(4, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(reduced_linear(x, weight, bias), torch.nn.functional.linear(x, weight, bias), rtol=1e-12, atol=1e-12)
+    half = x.to(torch.bfloat16)
+    out = reduced_linear(half, weight.float(), None)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.nn.functional.linear(half.double(), weight.float().double()).float(), rtol=1e-5, atol=1e-5)

@@ -177,6 +177,9 @@ def test_render_chunks_equals_one_pass():
     chunked = render_chunks(render, rays.reshape(4, 5), chunk=3)
     assert chunked.rgb.shape == (4, 5, 3)
     assert shapes == [3] * 7  # 20 rays: six full chunks and the last padded from 2 to 3
+    even = render_chunks(render, rays, chunk=8)
+    assert shapes[-3:] == [7, 7, 7]  # 20 rays in three equal chunks, one ray of padding
+    torch.testing.assert_close(even.rgb, whole.rgb, rtol=0, atol=1e-12)
     single = render_chunks(render, rays, chunk=64)
     assert shapes[-1] == 20  # one chunk: no padding
     torch.testing.assert_close(single.rgb, whole.rgb, rtol=0, atol=1e-12)

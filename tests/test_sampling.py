@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from autoint_cli.sampling import resample_sections, sections_from_lengths, stratified_samples, uniform_sections
+from autoint_cli.sampling import prefix_sum, resample_sections, sections_from_lengths, stratified_samples, uniform_sections
 
 
 def bounds(n=6):
@@ -69,3 +69,15 @@ def test_stratified_samples_stay_in_their_sections():
     mid = stratified_samples(s, 4)
     torch.testing.assert_close(mid, lower + s.lengths[..., None] / 8, rtol=1e-12, atol=1e-12)
     assert not torch.equal(t, stratified_samples(s, 4, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 32, 33])
+def test_prefix_sum_matches_cumsum(n):
+    """The shifted-addition scan against torch.cumsum in float64, on random rows of every length class (powers of two and not)."""
+    x = torch.randn(5, 7, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    torch.testing.assert_close(prefix_sum(x), torch.cumsum(x, -1), rtol=1e-12, atol=1e-12)
+    # Gradients pass through too (the sampling network trains through the posts).
+    x.requires_grad_(True)
+    weights = torch.randn(n, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((prefix_sum(x) * weights).sum(), x)
+    torch.testing.assert_close(grad, torch.flip(torch.cumsum(torch.flip(weights, [0]), 0), [0]).expand_as(x), rtol=1e-12, atol=1e-12)

@@ -87,6 +87,29 @@ class Constant(AutoIntModule):
         return f"index={self.index}"
 
 
+# Output widths up to which a full-precision layer, when compiled, runs as a product-and-sum reduction rather than a GEMM.
+REDUCED_MAX_OUT = 8
+
+
+def reduced_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """y_j = Σ_k x_k W_jk + b_j in float32 (or wider), as an elementwise product and a sum.
+
+    For a few outputs under torch.compile this is one reduction kernel that
+    reads x once in its own dtype (bf16 under autocast) and takes in the
+    activation before it, where a float32 GEMM would first write x widened
+    and read it back. Exact float32 arithmetic, no TF32.
+
+    Args:
+        x: [..., in]. weight: [out, in]. bias: [out] or None.
+
+    Returns:
+        [..., out].
+    """
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    y = (x.to(dtype).unsqueeze(-2) * weight.to(dtype)).sum(-1)
+    return y if bias is None else y + bias.to(dtype)
+
+
 class Linear(AutoIntModule):
     """y = W x + b; its tangent ẏ = W ẋ has no bias.
 
@@ -123,6 +146,9 @@ class Linear(AutoIntModule):
         x = as_dual(x)
         if x.n_features != self.in_features:
             raise ValueError(f"Linear({self.in_features}->{self.out_features}) got {x.n_features} input features")
+        if self.full_precision and x.tangent is None and self.out_features <= REDUCED_MAX_OUT and torch.compiler.is_compiling():
+            with torch.autocast(x.primal.device.type, enabled=False):
+                return Dual(reduced_linear(x.primal, self.weight, self.bias))
         if self.full_precision and torch.is_autocast_enabled(x.primal.device.type):
             with torch.autocast(x.primal.device.type, enabled=False):
                 return self._affine(_widen(x), _widen(self.weight), None if self.bias is None else _widen(self.bias))
