@@ -1,6 +1,8 @@
-"""What the GPU benchmark scripts share: the device, its name, and the camera they render."""
+"""What the GPU benchmark scripts share: the device, its name, the camera they render and the timing loop."""
 import math
-from typing import Tuple
+import statistics
+import time
+from typing import Any, Callable, Tuple
 
 import torch
 
@@ -23,3 +25,25 @@ def blender_view(size: int, device: torch.device) -> Tuple[Intrinsics, torch.Ten
     """A square Blender-style camera of ``size`` pixels at radius 4, 30° above the object."""
     intrinsics = Intrinsics.from_focal(size, size, 0.5 * size / math.tan(0.5 * BLENDER_CAMERA_ANGLE_X))
     return intrinsics, torch.from_numpy(spherical_pose(30.0, -30.0, 4.0)).float().to(device)
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> Tuple[float, Any]:
+    """(median milliseconds of ``repeats`` calls after ``warmup`` untimed ones, the last call's result).
+
+    Each timed call is closed by a device synchronisation; the peak-memory
+    counter is reset after the warm-up, so it covers the timed calls only.
+    """
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), out

@@ -12,12 +12,11 @@ import json
 import math
 import statistics
 import sys
-import time
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from bench_common import bench_device, blender_view, device_label
+from bench_common import bench_device, blender_view, device_label, time_calls
 
 from autoint_cli.checkpoint import load_checkpoint
 from autoint_cli.config import ModelConfig, unflatten
@@ -137,24 +136,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 with torch.no_grad():
                     return render_chunks(render, rays, chunk)
 
-            for _ in range(2):
-                out = frame()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                out = frame()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append((time.perf_counter() - start) * 1e3)
+            ms, out = time_calls(frame, device, args.repeats, warmup=2)
             if variant in args.profile:
                 print_profile(frame, device, f"{variant}, {size}x{size}, N={n}, chunk {chunk}")
             image = np.clip(out.rgb.float().cpu().numpy(), 0.0, 1.0)
             if variant == "eager_fp32":
                 reference = image
-            ms = statistics.median(times)
             flops = size * size * (n + 1) * matmul_flops_per_eval(model)
             rows.append({
                 "variant": variant, "resolution": size, "n_sections": n, "chunk": chunk, "ms_per_frame": ms,

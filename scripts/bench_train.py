@@ -8,14 +8,12 @@ steps. Prints a table, then one JSON line.
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 from dataclasses import replace
 from typing import Optional, Sequence
 
 import torch
-from bench_common import bench_device, blender_view, device_label
+from bench_common import bench_device, blender_view, device_label, time_calls
 
 from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
@@ -69,19 +67,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             optimizer.step()
             return loss
 
-        for _ in range(args.warmup):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(args.steps):
-            start = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        seconds = statistics.median(times)
+        ms, _ = time_calls(step, device, args.steps, args.warmup)
+        seconds = ms / 1e3
         rows.append({
             "variant": variant, "N_rand": args.N_rand, "n_sections": config.n_sections, "samples_per_section": config.samples_per_section,
             "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3, "rays_per_sec": args.N_rand / seconds,
