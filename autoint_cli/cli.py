@@ -122,6 +122,9 @@ def _add_run_args(parser) -> None:
     parser.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
                         help="torch.compile mode with --compile; reduce-overhead replays CUDA graphs of the fixed-shape chunks "
                              "(the max-autotune modes search Triton GEMMs: a long warm-up, no gain measured on an H100)")
+    parser.add_argument("--fused_mlp", type=parse_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                        help="with --precision bf16 on CUDA, run Phi's MLP as one fused Triton kernel (default true; "
+                             "same precision: bf16 products, Phi's output layer in float32)")
     _add_device_args(parser)
 
 
@@ -290,7 +293,8 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
             run, precision, compile_mode = _load_for_rendering(args, device)
             poses = split_poses(run.scene, args.split)[: args.max_views]
             background = torch.tensor(run.scene.background, device=device)
-            render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16", compile_mode)
+            render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16", compile_mode,
+                                   args.fused_mlp)
             chunk = args.chunk or chunk_for_view(run.scene, poses[0], render, device)
             views = render_poses(run.scene, poses, render, chunk, device, dist=dist)
         if views is None:  # another rank than 0: rank 0 writes the files
@@ -326,7 +330,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         with _distributed(args.device) as (dist, device):
             run, precision, compile_mode = _load_for_rendering(args, device)
-            metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision, dist, compile_mode)
+            metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision, dist,
+                               compile_mode, args.fused_mlp)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics
             return 0
         written = write_metrics(metrics, args.out or args.expdir / "metrics.json")

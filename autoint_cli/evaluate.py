@@ -55,6 +55,7 @@ def evaluate(
     precision: str = "tf32",
     dist: Distributed = SINGLE,
     compile_mode: Optional[str] = None,
+    fused_mlp: bool = False,
 ) -> Optional[Dict]:
     """Renders every view of ``split`` with each renderer setting and scores it.
 
@@ -63,7 +64,8 @@ def evaluate(
     ``frames_per_sec`` is the whole split's rate, over all processes. Under
     several processes the views are shared out and rank 0 gets the metrics
     (the other ranks get None). ``chunk`` None: measured for each setting.
-    ``compile_mode``: torch.compile each setting's renderer in this mode.
+    ``compile_mode``: torch.compile each setting's renderer in this mode;
+    ``fused_mlp``: Φ's MLP as one fused kernel in bf16 renders (see make_renderer).
     """
     poses = split_poses(run.scene, split)
     if max_views is not None:
@@ -75,7 +77,7 @@ def evaluate(
     if quadrature_samples:
         settings.append(("quadrature", {"n_samples": quadrature_samples}))
     for renderer, option in settings:
-        render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128), precision == "bf16", compile_mode)
+        render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128), precision == "bf16", compile_mode, fused_mlp)
         size = chunk or chunk_for_view(run.scene, poses[0], render, device)
         views = render_poses(run.scene, poses, render, size, device, dist=dist)
         if views is None:

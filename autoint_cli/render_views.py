@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .autoint.fused import available as fused_available
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, scene_from_config, unflatten
 from .data import Scene
@@ -69,16 +70,26 @@ def make_renderer(
     n_samples: int = 128,
     bf16: bool = False,
     compile_mode: Optional[str] = None,
+    fused_mlp: bool = False,
 ) -> Callable[[Rays], RenderOutput]:
     """A function of rays for the integral renderer (at ``n_sections``) or the quadrature renderer (at ``n_samples``).
 
     With ``bf16`` the networks run under bf16 autocast; Φ's output layer and
-    the section differences stay in float32. With ``compile_mode`` (one of
-    :data:`~autoint_cli.models.COMPILE_MODES`) the whole chunk renderer,
-    sampler, networks and compositing, is one torch.compile graph of static shape.
+    the section differences stay in float32. With ``bf16`` and ``fused_mlp``,
+    where Triton can run, Φ's MLP is one fused kernel (same precision). With
+    ``compile_mode`` (one of :data:`~autoint_cli.models.COMPILE_MODES`) the
+    whole chunk renderer, sampler, networks and compositing, is one
+    torch.compile graph of static shape.
     """
     if renderer not in ("integral", "quadrature"):
         raise ValueError(f"unknown renderer {renderer!r}; expected integral or quadrature")
+    fuse = bf16 and fused_mlp and renderer == "integral"
+    if fuse and not fused_available(background.device):
+        logger.info("fused MLP kernel: not on %s here (it needs Triton and a CUDA device); Phi runs as separate layers", background.device)
+        fuse = False
+    why = model.field.use_fused_mlp(fuse)
+    if why:
+        logger.info("fused MLP kernel: not for this model (%s); Phi runs as separate layers", why)
 
     def render(rays: Rays) -> RenderOutput:
         with torch.autocast(background.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -86,7 +97,7 @@ def make_renderer(
                 return render_integral(model, rays, background, n_sections)
             return render_quadrature(model, rays, background, n_samples)
 
-    return render if compile_mode is None else compile_module(render, compile_mode)
+    return render if compile_mode is None else compile_module(render, compile_mode, padding=False)
 
 
 class ChunkSize:

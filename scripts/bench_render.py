@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from bench_common import bench_device, blender_view, device_label, time_calls
 
+from autoint_cli.autoint.fused import available as fused_available
 from autoint_cli.checkpoint import load_checkpoint
 from autoint_cli.config import ModelConfig, unflatten
 from autoint_cli.metrics import psnr
@@ -29,9 +30,10 @@ from autoint_cli.render_views import measure_chunk
 VARIANTS = (
     "eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16",
     "compiled_bf16_autotune", "compiled_bf16_cudagraphs", "compiled_bf16_maxautotune", "whole_bf16", "whole_bf16_cudagraphs",
+    "fused_bf16", "whole_fused_bf16", "whole_fused_bf16_cudagraphs",
 )
 # torch.compile mode per variant suffix (autoint_cli.models.COMPILE_MODES). compiled_*: the integral networks
-# compiled; whole_*: the whole chunk renderer.
+# compiled; whole_*: the whole chunk renderer; *fused*: Φ's MLP as the fused Triton kernel (autoint_cli.autoint.fused).
 COMPILE_MODES = {"autotune": "max-autotune-no-cudagraphs", "cudagraphs": "reduce-overhead", "maxautotune": "max-autotune"}
 
 
@@ -109,18 +111,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         background = torch.ones(3, device=device)
         reference = None
         for variant in ["eager_fp32"] + [v for v in args.variants if v != "eager_fp32"]:
+            if "fused" in variant and not fused_available(device):
+                print(f"{variant:<26}skipped: the fused kernel needs Triton and a CUDA device", flush=True)
+                continue
             torch.manual_seed(0)
             model = SceneModel(model_config)
             if payload is not None:
                 model.load_state_dict(payload["model"])
             model.to(device).eval()
-            precision = variant.split("_")[1]
+            precision = next(p for p in ("fp32", "tf32", "bf16") if p in variant.split("_"))
             torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
             mode = COMPILE_MODES.get(variant.split("_")[-1], "default")
             # Each variant compiles from a clean slate: no graphs or dynamic-shape decisions carried over from the last.
             torch._dynamo.reset()
             if variant.startswith("compiled"):
                 model.field.compile_integral_networks(mode)
+            if "fused" in variant:
+                why = model.field.use_fused_mlp(True)
+                if why:
+                    raise SystemExit(f"{variant}: {why}")
             autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
             def render(r):
@@ -130,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             chunk = measure_chunk(render, rays, device) if args.chunk == "auto" else int(args.chunk)
             if variant.startswith("whole"):
                 # The whole chunk renderer as one graph: sampler, networks, differences and compositing.
-                render = compile_module(render, mode)
+                render = compile_module(render, mode, padding=False)
 
             def frame():
                 with torch.no_grad():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +64,8 @@ def test_bench_autoint_quick_smoke():
 
 @pytest.mark.parametrize("script, variants", [
     ("scripts/bench_render.py", ["eager_fp32", "eager_tf32"]),
+    # without CUDA the fused kernel runs in Triton's interpreter (TRITON_INTERPRET=1, set by conftest, is inherited)
+    ("scripts/bench_render.py", ["eager_fp32", "fused_bf16"]),
     ("scripts/bench_train.py", ["eager_tf32"]),
 ])
 def test_gpu_benchmarks_quick_smoke(script, variants):
@@ -110,3 +113,14 @@ def test_bench_distributed_on_the_cpu(tmp_path):
         assert row["train_rays_per_sec"] > 0 and row["render_frames_per_sec"] > 0 and row["train_speedup"] > 0
     assert summary["results"][0]["train_speedup"] == 1.0
     assert "speedup" in proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_bench_fused_needs_cuda():
+    proc = run("scripts/bench_fused.py")
+    assert proc.returncode == 2 and "bench_fused needs a CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_fused_bad_config():
+    proc = run("scripts/bench_fused.py", "--configs", "128/8")
+    assert proc.returncode == 2 and "expected BM/warps/split/fast" in proc.stderr and "Traceback" not in proc.stderr

@@ -12,10 +12,18 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from . import fused
 from .combinators import Concat, Sequential
 from .dual import Inputs
 from .graph import Description, GraphBuilder, describe_graphs
-from .layers import AutoIntModule, Constant, Linear, PositionalEncoding, Variable, make_activation
+from .layers import AutoIntModule, Constant, Linear, PositionalEncoding, Variable, as_dual, make_activation
+
+
+def _flatten(module: AutoIntModule) -> List[AutoIntModule]:
+    """The layers of nested Sequentials, in order (any other module is one layer)."""
+    if isinstance(module, Sequential):
+        return [layer for inner in module.layers for layer in _flatten(inner)]
+    return [module]
 
 
 def _check_inputs(t: Tensor, constants: Sequence[Tensor], n_constants: int) -> None:
@@ -39,6 +47,31 @@ class IntegralNetwork(nn.Module):
         super().__init__()
         self.body = body
         self.n_constants = n_constants
+        # (layers before the fused tail, the tail, its launch settings) once use_fused_mlp is on; a plain attribute, not a submodule.
+        self._fused: Optional[Tuple[List[AutoIntModule], fused.FusedMLP, fused.KernelConfig]] = None
+
+    def use_fused_mlp(self, enabled: bool = True, config: fused.KernelConfig = fused.DEFAULT_CONFIG) -> str:
+        """Runs the body's trailing Linear/activation chain as one fused kernel (:mod:`.fused`) in gradient-free calls.
+
+        The layers before the chain (encodings, concatenations) run as usual.
+        Returns "" when the fused path is on (or ``enabled`` is False), else
+        why the body has no chain the kernel can run. Calls that need a
+        gradient, and devices where the kernel cannot run, take the plain path.
+        """
+        self._fused = None
+        if not enabled:
+            return ""
+        layers = _flatten(self.body)
+        reasons = []
+        for start in range(len(layers) - 2):
+            plan, reason = fused.plan_mlp(layers[start:])
+            if plan is not None:
+                self._fused = (layers[:start], plan, config)
+                return ""
+            if isinstance(layers[start], Linear):
+                reasons.append(reason)
+        # The longest chain's reason: the one that names the network's own layers.
+        return reasons[0] if reasons else "the body has no Linear layer followed by others"
 
     def forward(self, t: Tensor, *constants: Tensor) -> Tensor:
         """Φ at t.
@@ -51,7 +84,13 @@ class IntegralNetwork(nn.Module):
             [*batch, n_out].
         """
         _check_inputs(t, constants, self.n_constants)
-        return self.body(Inputs(t, tuple(constants), with_tangent=False)).primal
+        x = Inputs(t, tuple(constants), with_tangent=False)
+        if self._fused is None or torch.is_grad_enabled() or not fused.available(t.device):
+            return self.body(x).primal
+        prefix, tail, config = self._fused
+        for layer in prefix:
+            x = layer(x)
+        return tail(as_dual(x).primal, config)
 
     def integrate(self, a: Tensor, b: Tensor, *constants: Tensor) -> Tensor:
         """∫_a^b ∂Φ/∂t dt = Φ(b) − Φ(a), both ends in one evaluation.
