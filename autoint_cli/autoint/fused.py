@@ -47,8 +47,9 @@ def interpreting() -> bool:
 
 
 def available(device: torch.device) -> bool:
-    """Whether the fused kernel can run on ``device`` here."""
-    return triton is not None and (device.type == "cuda" or (device.type == "cpu" and interpreting()))
+    """Whether the fused kernel can run on ``device`` here (NVIDIA GPUs: the kernel has PTX inline assembly)."""
+    nvidia = device.type == "cuda" and torch.version.hip is None
+    return triton is not None and (nvidia or (device.type == "cpu" and interpreting()))
 
 
 @dataclass(frozen=True)
