@@ -78,8 +78,8 @@ def make_renderer(
     the section differences stay in float32. With ``bf16`` and ``fused_mlp``,
     where Triton can run, Φ's MLP is one fused kernel (same precision). With
     ``compile_mode`` (one of :data:`~autoint_cli.models.COMPILE_MODES`) the
-    whole chunk renderer, sampler, networks and compositing, is one
-    torch.compile graph of static shape.
+    whole chunk renderer, sampler, networks and compositing, is compiled at
+    a static shape: one graph, or two around the fused kernel's launch.
     """
     if renderer not in ("integral", "quadrature"):
         raise ValueError(f"unknown renderer {renderer!r}; expected integral or quadrature")

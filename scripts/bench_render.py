@@ -138,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             chunk = measure_chunk(render, rays, device) if args.chunk == "auto" else int(args.chunk)
             if variant.startswith("whole"):
-                # The whole chunk renderer as one graph: sampler, networks, differences and compositing.
+                # The whole chunk renderer compiled: sampler, networks, differences and compositing (two graphs around a fused kernel).
                 render = compile_module(render, mode, padding=False)
 
             def frame():

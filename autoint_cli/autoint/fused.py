@@ -120,9 +120,7 @@ class FusedMLP:
             raise ValueError(f"fused MLP of {self.in_features} inputs got {x.shape[-1]} features")
         batch = x.shape[:-1]
         # The kernel rounds its input to bf16 first: rounded here, a compiled caller writes and the kernel reads half the bytes.
-        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        if flat.stride(-1) != 1:
-            flat = flat.contiguous()
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # the op itself makes the features unit-stride
         if config.split > 1 and self.width // config.split < 16:
             config = dataclasses.replace(config, split=1)
         y = run_kernel(flat, self.packed(x.device), self, config)
@@ -142,8 +140,7 @@ def padded_width(n: int) -> int:
 
 def plan_mlp(layers: Sequence[AutoIntModule]) -> Tuple[Optional[FusedMLP], str]:
     """(FusedMLP, "") when ``layers`` is a chain the kernel runs, else (None, why not)."""
-    linears = [m for m in layers[0::2]]
-    acts = [m for m in layers[1::2]]
+    linears, acts = list(layers[0::2]), list(layers[1::2])
     if len(layers) < 3 or len(layers) % 2 == 0 or not all(isinstance(m, Linear) for m in linears):
         return None, "not a chain Linear, activation, …, Linear"
     if not all(isinstance(m, Elementwise) for m in acts) or len({type(m) for m in acts}) != 1:
