@@ -1,9 +1,9 @@
-"""``python -m autoint_cli train|render|eval|scene ...``: the console scripts without installing them."""
+"""``python -m autoint_cli train|render|eval|scene|demo ...``: the console scripts without installing them."""
 import sys
 
-from .cli import eval_main, render_main, scene_main, train_main
+from .cli import demo_scene_main, eval_main, render_main, scene_main, train_main
 
-COMMANDS = {"train": train_main, "render": render_main, "eval": eval_main, "scene": scene_main}
+COMMANDS = {"train": train_main, "render": render_main, "eval": eval_main, "scene": scene_main, "demo": demo_scene_main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -22,19 +22,29 @@ from .config import (
     CONFIG_GROUPS,
     ConfigError,
     DataConfig,
+    EvalConfig,
+    LoadConfig,
+    RenderConfig,
+    SpeedConfig,
     add_dataclass_args,
+    below_minimum,
     check_train_config,
     from_namespace,
-    parse_bool,
-    scene_from_config,
     train_config_from_namespace,
 )
-from .data import SceneError
+from .data import DATASETS, SceneError, scene_from_config
 from .data.synthetic import DemoSceneSpec, write_demo_scene
 from .distributed import SINGLE, Distributed
-from .models import COMPILE_MODES
+from .evaluate import evaluate, metrics_table, write_metrics
+from .media import write_frames
+from .renderer import Renderer, render_settings
+from .run_loader import load_run
+from .train import TrainingError, train
+from .views import render_poses, split_poses
 
 USER_ERRORS = (SceneError, ConfigError, CheckpointError)
+# Choices whose lists live above the config module.
+CHOICES = {"dataset_type": sorted(DATASETS)}
 
 
 class ArgumentParser(configargparse.ArgumentParser):
@@ -45,8 +55,6 @@ class ArgumentParser(configargparse.ArgumentParser):
 
 
 def _run(prog: str, body: Callable[[], int]) -> int:
-    from .train import TrainingError
-
     rank = _torchrun_rank()
     # Under torchrun rank 0 reports; the others speak only of trouble, and say who they are.
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=f"{prog}{f' (rank {rank})' if rank else ''}: %(message)s", stream=sys.stderr)
@@ -68,7 +76,7 @@ def scene_main(argv: Optional[Sequence[str]] = None) -> int:
         ignore_unknown_config_file_keys=True,
     )
     parser.add_argument("--config", is_config_file=True, help="config file (key = value)")
-    add_dataclass_args(parser, DataConfig, "data")
+    add_dataclass_args(parser, DataConfig, "data", CHOICES)
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -80,9 +88,9 @@ def scene_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def demo_scene_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m autoint_cli.data.synthetic``: render the demo scene into a folder."""
+    """``python -m autoint_cli demo``: render the demo scene into a folder."""
     defaults = DemoSceneSpec()
-    parser = ArgumentParser(prog="python -m autoint_cli.data.synthetic", description="Write the generated demo scene in Blender format.")
+    parser = ArgumentParser(prog="python -m autoint_cli demo", description="Write the generated demo scene in Blender format.")
     parser.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: data/demo)")
     parser.add_argument("--size", type=int, default=defaults.size, help="image width and height in pixels")
     parser.add_argument("--n_train", type=int, default=defaults.n_train)
@@ -103,52 +111,21 @@ def demo_scene_main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {spec.n_train + spec.n_val + spec.n_test} views of {spec.size}x{spec.size} px to {out}")
         return 0
 
-    return _run("autoint_cli.data.synthetic", body)
+    return _run("autoint_cli demo", body)
 
 
-def _add_run_args(parser) -> None:
-    """The options of the commands that load a trained run."""
-    parser.add_argument("--expdir", type=Path, required=True, help="the run folder, logs/<expname>")
-    parser.add_argument("--ckpt", type=Path, default=None, help="a checkpoint file (default: the latest of the run)")
-    parser.add_argument("--max_views", type=int, default=None, help="only the first views of the split")
-    parser.add_argument("--testskip", type=int, default=None,
-                        help="blender: every k-th test and val view (default: the run's; NeRF's 25-view protocol is 8)")
-    parser.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|auto",
-                        help="rays rendered together (default auto: measured to fit half the free GPU memory; 32768 on the CPU)")
-    parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
-                        help="matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)")
-    parser.add_argument("--compile", type=parse_bool, nargs="?", const=True, default=False, metavar="BOOL",
-                        help="torch.compile the whole chunk renderer (CUDA; pays a warm-up per setting)")
-    parser.add_argument("--compile_mode", choices=COMPILE_MODES, default="default",
-                        help="torch.compile mode with --compile; reduce-overhead replays CUDA graphs of the fixed-shape chunks "
-                             "(the max-autotune modes search Triton GEMMs: a long warm-up, no gain measured on an H100)")
-    parser.add_argument("--fused_mlp", type=parse_bool, nargs="?", const=True, default=True, metavar="BOOL",
-                        help="with --precision bf16 on CUDA, run Phi's MLP as one fused Triton kernel (default true; "
-                             "same precision: bf16 products, Phi's output layer in float32)")
+def _parse_loaded(parser, argv, *groups) -> tuple:
+    """The flags of ``groups`` (dataclasses) and --device, parsed into one instance of each and the device name."""
+    for cls in groups:
+        add_dataclass_args(parser, cls, cls.__name__.replace("Config", "").lower())
     _add_device_args(parser)
-
-
-def _load_for_rendering(args, device: torch.device):
-    """The run, on ``device``, with the precision asked for; returns (run, precision, compile mode or None)."""
-    from .render_views import load_run
-
-    run = load_run(args.expdir, device, args.ckpt, args.testskip)
-    precision = args.precision or run.config.run.precision
-    _set_precision(precision)
-    return run, precision, args.compile_mode if args.compile else None
-
-
-def _chunk_arg(text: str) -> Optional[int]:
-    """``auto`` (None) or a positive number of rays."""
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise configargparse.ArgumentTypeError(f"expected a number of rays or auto, got {text!r}") from None
-    if value < 1:
-        raise configargparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    args = parser.parse_args(argv)
+    configs = tuple(from_namespace(cls, args) for cls in groups)
+    for config in configs:
+        problem = below_minimum(config)
+        if problem:
+            parser.error(problem)
+    return (*configs, args.device)
 
 
 def _add_device_args(parser) -> None:
@@ -199,12 +176,6 @@ def _distributed(device_name: str):
         torch_dist.destroy_process_group()
 
 
-def _set_precision(precision: str) -> None:
-    """TF32 matrix products for tf32 and bf16 runs (bf16 autocast itself applies inside training)."""
-    torch.backends.cuda.matmul.allow_tf32 = precision in ("tf32", "bf16")
-    torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
-
-
 def _check_keys(parser, argv: Sequence[str]) -> None:
     """Refuses unknown keys in the config file and unknown flags, naming the closest known one."""
     known = sorted({a.dest for a in parser._actions if a.option_strings})
@@ -239,12 +210,10 @@ def _closest(key: str, known: Sequence[str]) -> str:
 
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-train --config FILE [--KEY VALUE ...]``."""
-    from .train import train
-
     parser = ArgumentParser(prog="autoint-train", description="Train AutoInt grad networks on a scene; resumes from the latest checkpoint.")
     parser.add_argument("--config", is_config_file=True, help="config file (key = value); flags override it")
     for name, cls in CONFIG_GROUPS.items():
-        add_dataclass_args(parser, cls, name)
+        add_dataclass_args(parser, cls, name, CHOICES)
     _add_device_args(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     _check_keys(parser, argv)
@@ -253,7 +222,6 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         config = train_config_from_namespace(args)
         check_train_config(config)
-        _set_precision(config.run.precision)
         config_text = Path(args.config).read_text() if args.config else None
         with _distributed(args.device) as (dist, device):
             result = train(config, device, config_text, dist)
@@ -275,37 +243,25 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def render_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-render --expdir logs/<expname> [...]``: PNG frames (and MP4) of a split or the camera path."""
-    from .render_views import chunk_for_view, make_renderer, render_poses, split_poses, write_views
-
     parser = ArgumentParser(prog="autoint-render", description="Render a trained run's test/val/train views or its camera path.")
-    _add_run_args(parser)
-    parser.add_argument("--split", choices=("test", "val", "train", "path"), default="test")
-    parser.add_argument("--renderer", choices=("integral", "quadrature"), default="integral")
-    parser.add_argument("--n_sections", type=int, default=None, help="N sections for the integral renderer (default: as trained)")
-    parser.add_argument("--n_samples", type=int, default=128, help="K samples per ray for the quadrature renderer")
-    parser.add_argument("--video", type=parse_bool, nargs="?", const=True, default=None, metavar="BOOL", help="also write rgb.mp4 and disp.mp4 (default: only for path)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: EXPDIR/render_<split>_<step>)")
-    args = parser.parse_args(argv)
-    _check_positive(parser, args, ("n_sections", "n_samples", "max_views"))
+    load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, RenderConfig)
 
     def body() -> int:
-        with _distributed(args.device) as (dist, device):
-            run, precision, compile_mode = _load_for_rendering(args, device)
-            poses = split_poses(run.scene, args.split)[: args.max_views]
-            background = torch.tensor(run.scene.background, device=device)
-            render = make_renderer(run.model, background, args.renderer, args.n_sections, args.n_samples, precision == "bf16", compile_mode,
-                                   args.fused_mlp)
-            chunk = args.chunk or chunk_for_view(run.scene, poses[0], render, device)
-            views = render_poses(run.scene, poses, render, chunk, device, dist=dist)
+        with _distributed(device_name) as (dist, device):
+            run = load_run(load.expdir, device, load.ckpt, load.testskip)
+            poses = split_poses(run.scene, options.split)[: load.max_views]
+            settings = render_settings(speed, run.config.run.precision, renderer=options.renderer, n_sections=options.n_sections,
+                                       n_samples=options.n_samples)
+            renderer = Renderer(run.model, torch.tensor(run.scene.background, device=device), settings)
+            views = render_poses(run.scene, poses, renderer, dist=dist)
         if views is None:  # another rank than 0: rank 0 writes the files
             return 0
-        out = args.out or args.expdir / f"render_{args.split}_{run.step:06d}"
-        video = args.split == "path" if args.video is None else args.video
-        write_views(views, out, video)
-        what = f"N={args.n_sections or run.config.model.n_sections}" if args.renderer == "integral" else f"K={args.n_samples}"
+        out = options.out or load.expdir / f"render_{options.split}_{run.step:06d}"
+        write_frames(out, views.rgb, views.disparity, options.split == "path" if options.video is None else options.video)
+        what = f"N={options.n_sections or run.config.model.n_sections}" if options.renderer == "integral" else f"K={options.n_samples}"
         ms = sum(views.ms_per_frame) / len(views.ms_per_frame)
         procs = f", {dist.world_size} processes" if dist.active else ""
-        print(f"{len(poses)} {args.split} views, {args.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}), "
+        print(f"{len(poses)} {options.split} views, {options.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}), "
               f"{views.frames_per_sec:.3g} frames/s in all{procs} -> {out}")
         return 0
 
@@ -314,36 +270,19 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-eval --expdir logs/<expname> [...]``: PSNR/SSIM/LPIPS and timings as JSON, Markdown and a plot."""
-    from .evaluate import evaluate, metrics_table, write_metrics
-
     parser = ArgumentParser(prog="autoint-eval", description="Evaluate a trained run: integral rendering at several N against quadrature.")
-    _add_run_args(parser)
-    parser.add_argument("--n_sections", type=int, nargs="+", default=[8, 16, 32], help="N values for the integral renderer")
-    parser.add_argument("--quadrature_samples", type=int, default=128, help="K for the quadrature renderer (0: skip it)")
-    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
-    parser.add_argument("--out", type=Path, default=None, help="metrics file (default: EXPDIR/metrics.json)")
-    args = parser.parse_args(argv)
-    _check_positive(parser, args, ("max_views",))
-    if min(args.n_sections) < 1 or args.quadrature_samples < 0:
-        parser.error("--n_sections must be at least 1 and --quadrature_samples 0 or more")
+    load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, EvalConfig)
 
     def body() -> int:
-        with _distributed(args.device) as (dist, device):
-            run, precision, compile_mode = _load_for_rendering(args, device)
-            metrics = evaluate(run, device, args.n_sections, args.quadrature_samples, args.split, args.chunk, args.max_views, precision, dist,
-                               compile_mode, args.fused_mlp)
+        with _distributed(device_name) as (dist, device):
+            run = load_run(load.expdir, device, load.ckpt, load.testskip)
+            base = render_settings(speed, run.config.run.precision)
+            metrics = evaluate(run, device, base, options.n_sections, options.quadrature_samples, options.split, load.max_views, dist)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics
             return 0
-        written = write_metrics(metrics, args.out or args.expdir / "metrics.json")
+        written = write_metrics(metrics, options.out or load.expdir / "metrics.json")
         print(metrics_table(metrics), end="")
         print("wrote " + ", ".join(str(p) for p in written))
         return 0
 
     return _run("autoint-eval", body)
-
-
-def _check_positive(parser, args, names) -> None:
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name} must be at least 1, got {value}")

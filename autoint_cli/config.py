@@ -1,20 +1,26 @@
-"""Typed configuration: dataclasses whose fields are the config keys and the command-line flags.
+"""Typed configuration: plain dataclasses whose fields are the config keys and the command-line flags.
 
 One field, one key, one flag, spelled the same (the NeRF vocabulary where the
-meaning matches). Each field's ``help`` metadata is its flag's help text.
-Parsers are built from the dataclasses, so no flag is defined twice.
+meaning matches). Each field's metadata holds its flag's help text, and where
+needed its choices, its parser and its least value. Parsers are built from the
+dataclasses (:func:`add_dataclass_args`), so no flag is defined twice. This
+module loads nothing: scenes are loaded in :mod:`autoint_cli.data`.
 """
 import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Type, TypeVar
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
-from .data import DATASETS, Scene, SceneError, load_scene
-from .data.synthetic import ensure_demo_scene
+from .autoint.layers import MODEL_ACTIVATIONS
+from .fastpath import COMPILE_MODES, PRECISIONS
+from .render import QUADRATURE_SAMPLES, RENDERERS
 
 T = TypeVar("T")
+
+# What encodes the point o + t d before the integral networks' MLP.
+ENCODINGS = ("frequency", "hashgrid")
 
 
 class ConfigError(ValueError):
@@ -31,8 +37,24 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _help(help_text: str, **kwargs) -> Any:
-    return field(metadata={"help": help_text}, **kwargs)
+def parse_chunk(text: str) -> Optional[int]:
+    """``auto`` (None: measured) or a positive number of rays."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of rays or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _help(help_text: str, choices: Optional[Sequence[str]] = None, parse=None, minimum: Optional[int] = None, metavar: Optional[str] = None,
+          **kwargs) -> Any:
+    """A field with its flag's help text; ``choices``, ``parse`` (text -> value), ``minimum`` and ``metavar`` when given."""
+    extra = {"choices": choices, "parse": parse, "minimum": minimum, "metavar": metavar}
+    return field(metadata={"help": help_text, **{k: v for k, v in extra.items() if v is not None}}, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -40,7 +62,7 @@ class DataConfig:
     """Which scene to load and how."""
 
     datadir: str = _help("folder of the scene")
-    dataset_type: str = _help("scene format: " + " | ".join(sorted(DATASETS)), default="blender")
+    dataset_type: str = _help("scene format (a loader of autoint_cli.data.DATASETS)", default="blender")
     half_res: bool = _help("blender: load at half resolution (area filter)", default=False)
     white_bkgd: bool = _help("blender: composite RGBA on white (black when false)", default=True)
     testskip: int = _help("blender: keep every k-th val and test view", default=1)
@@ -48,39 +70,39 @@ class DataConfig:
     llffhold: int = _help("llff: hold out every k-th image for test and val (0: none)", default=8)
     no_ndc: bool = _help("llff: do not map rays to normalised device coordinates", default=False)
     spherify: bool = _help("llff: 360-degree capture: re-centre on a sphere", default=False)
+    val_view: int = _help("llff: hold this training image out as the val split, for tuning (-1: val is the test split, as NeRF)", default=-1)
     near: Optional[float] = _help("override the scene's near bound", default=None)
     far: Optional[float] = _help("override the scene's far bound", default=None)
     generate_demo: bool = _help("generate the demo scene into datadir when it is missing", default=False)
 
-    def loader_options(self) -> Dict[str, Any]:
-        if self.dataset_type == "blender":
-            return {"half_res": self.half_res, "white_bkgd": self.white_bkgd, "testskip": self.testskip}
-        if self.dataset_type == "llff":
-            return {"factor": self.factor, "llffhold": self.llffhold, "spherify": self.spherify, "ndc": not self.no_ndc}
-        return {}
 
-
-ACTIVATION_CHOICES = ("swish", "sine", "softplus", "tanh", "requ", "relu")
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The integral networks and the sampling network (AutoInt paper defaults)."""
 
-    n_sections: int = _help("N, piecewise sections per ray", default=32)
-    samples_per_section: int = _help("M, stratified grad-network samples per section in training", default=4)
+    n_sections: int = _help("N, piecewise sections per ray", minimum=1, default=32)
+    samples_per_section: int = _help("M, stratified grad-network samples per section in training", minimum=1, default=4)
     use_sampler: bool = _help("learn section posts with the sampling network (else uniform sections)", default=True)
-    activation: str = _help("activation of the integral networks: " + " | ".join(ACTIVATION_CHOICES), default="swish")
-    netdepth: int = _help("linear layers of each integral network", default=10)
-    netwidth: int = _help("width of the integral networks", default=256)
-    multires: int = _help("positional-encoding frequencies of the point o + t d", default=10)
-    multires_views: int = _help("positional-encoding frequencies of the ray's direction code", default=4)
+    activation: str = _help("activation of the integral networks", choices=MODEL_ACTIVATIONS, default="swish")
+    netdepth: int = _help("linear layers of each integral network", minimum=1, default=10)
+    netwidth: int = _help("width of the integral networks", minimum=1, default=256)
+    encoding: str = _help("features of the point o + t d: frequency (positional encoding) or hashgrid (multiresolution grid)",
+                          choices=ENCODINGS, default="frequency")
+    multires: int = _help("positional-encoding frequencies of the point o + t d (beside the grid with encoding = hashgrid)", minimum=0, default=10)
+    multires_views: int = _help("positional-encoding frequencies of the ray's direction code", minimum=0, default=4)
     shared_trunk: bool = _help("one network with a density and a colour head instead of two networks", default=False)
-    sampler_depth: int = _help("linear layers of the sampling network", default=6)
-    sampler_width: int = _help("width of the sampling network", default=256)
-    sampler_multires: int = _help("positional-encoding frequencies of the sampling network's input", default=5)
+    sampler_depth: int = _help("linear layers of the sampling network", minimum=1, default=6)
+    sampler_width: int = _help("width of the sampling network", minimum=1, default=256)
+    sampler_multires: int = _help("positional-encoding frequencies of the sampling network's input", minimum=0, default=5)
     w0: float = _help("sine activation frequency (activation = sine)", default=30.0)
+    grid_levels: int = _help("hashgrid: resolutions of the grid", minimum=1, default=16)
+    grid_features: int = _help("hashgrid: features per resolution", minimum=1, default=2)
+    grid_log2_size: int = _help("hashgrid: log2 of the table entries per resolution", minimum=1, default=19)
+    grid_min_res: int = _help("hashgrid: coarsest resolution", minimum=1, default=16)
+    grid_max_res: int = _help("hashgrid: finest resolution", minimum=1, default=1024)
+    bound: float = _help("hashgrid: the grid covers [-bound, bound]^3 (0: the scene's own bound)", default=0.0)
 
 
 @dataclass(frozen=True)
@@ -89,21 +111,21 @@ class RunConfig:
 
     expname: str = _help("experiment name: the run's folder under basedir")
     basedir: str = _help("folder of all runs", default="logs")
-    N_rand: int = _help("rays per gradient step", default=4096)
+    N_rand: int = _help("rays per gradient step", minimum=1, default=4096)
     lrate: float = _help("Adam learning rate", default=5e-4)
     lrate_decay: float = _help("learning rate falls 10x every lrate_decay*1000 steps", default=250.0)
-    n_iters: int = _help("training steps (0 saves the untrained model)", default=200000)
-    max_train_seconds: float = _help("stop after this much training time (0: no limit)", default=0.0)
-    chunk: int = _help("rays evaluated together (training sub-batches and rendering); lower it when memory runs out", default=4096)
-    precision: str = _help("matrix precision: fp32 | tf32 | bf16 (bf16 for training only; Phi stays float32)", default="tf32")
+    n_iters: int = _help("training steps (0 saves the untrained model)", minimum=0, default=200000)
+    max_train_seconds: float = _help("stop after this much training time (0: no limit)", minimum=0, default=0.0)
+    chunk: int = _help("rays evaluated together (training sub-batches and rendering); lower it when memory runs out", minimum=1, default=4096)
+    precision: str = _help("matrix precision (bf16: autocast; Phi stays float32)", choices=PRECISIONS, default="tf32")
     compile: bool = _help("torch.compile the grad networks (CUDA)", default=False)
-    i_print: int = _help("steps between console/TensorBoard scalars", default=100)
-    i_img: int = _help("steps between a validation render in TensorBoard", default=500)
-    i_weights: int = _help("steps between checkpoints", default=10000)
-    i_testset: int = _help("steps between test-set renders (0: never)", default=50000)
-    i_video: int = _help("steps between path videos (0: never)", default=50000)
+    i_print: int = _help("steps between console/TensorBoard scalars", minimum=1, default=100)
+    i_img: int = _help("steps between a validation render in TensorBoard", minimum=1, default=500)
+    i_weights: int = _help("steps between checkpoints", minimum=1, default=10000)
+    i_testset: int = _help("steps between test-set renders (0: never)", minimum=0, default=50000)
+    i_video: int = _help("steps between path videos (0: never)", minimum=0, default=50000)
     no_reload: bool = _help("start afresh instead of resuming from the latest checkpoint", default=False)
-    max_nonfinite_steps: int = _help("stop after this many steps in a row with a NaN/inf loss or gradient (each is skipped)", default=10)
+    max_nonfinite_steps: int = _help("stop after this many steps in a row with a NaN/inf loss or gradient (each is skipped)", minimum=1, default=10)
     seed: int = _help("random seed (weights, rays, samples)", default=0)
     quiet: bool = _help("no progress bar", default=False)
 
@@ -118,6 +140,54 @@ class TrainConfig:
 
 
 CONFIG_GROUPS = {"data": DataConfig, "model": ModelConfig, "run": RunConfig}
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Which trained run ``autoint-render`` and ``autoint-eval`` load, and which of its views."""
+
+    expdir: Path = _help("the run folder, logs/<expname>")
+    ckpt: Optional[Path] = _help("a checkpoint file (default: the latest of the run)", default=None)
+    max_views: Optional[int] = _help("only the first views of the split", minimum=1, default=None)
+    testskip: Optional[int] = _help("blender: every k-th test and val view (default: the run's; NeRF's 25-view protocol is 8)", default=None)
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """How fast a trained run is rendered: the renderer's fast paths (autoint_cli.renderer.RenderSettings)."""
+
+    chunk: Optional[int] = _help("rays rendered together (auto: measured to fit half the free GPU memory; 32768 on the CPU)",
+                                 parse=parse_chunk, metavar="N|auto", default=None)
+    precision: Optional[str] = _help("matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)",
+                                     choices=PRECISIONS, default=None)
+    compile: bool = _help("torch.compile the whole chunk renderer (CUDA; pays a warm-up per setting)", default=False)
+    compile_mode: str = _help("torch.compile mode with --compile; reduce-overhead replays CUDA graphs of the fixed-shape chunks "
+                              "(the max-autotune modes search Triton GEMMs: a long warm-up, no gain measured on an H100)",
+                              choices=COMPILE_MODES, default="default")
+    fused_mlp: bool = _help("with --precision bf16 on CUDA, run Phi's MLP as one fused Triton kernel "
+                            "(same precision: bf16 products, Phi's output layer in float32)", default=True)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """What ``autoint-render`` renders and where it writes."""
+
+    split: str = _help("the views to render", choices=("test", "val", "train", "path"), default="test")
+    renderer: str = _help("integral (Phi at the posts) or quadrature (grad networks at K samples)", choices=RENDERERS, default="integral")
+    n_sections: Optional[int] = _help("N sections for the integral renderer (default: as trained)", minimum=1, default=None)
+    n_samples: int = _help("K samples per ray for the quadrature renderer", minimum=1, default=QUADRATURE_SAMPLES)
+    video: Optional[bool] = _help("also write rgb.mp4 and disp.mp4 (default: only for path)", default=None)
+    out: Optional[Path] = _help("output folder (default: EXPDIR/render_<split>_<step>)", default=None)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``autoint-eval`` measures and where it writes."""
+
+    n_sections: Tuple[int, ...] = _help("N values for the integral renderer", minimum=1, default=(8, 16, 32))
+    quadrature_samples: int = _help("K for the quadrature renderer (0: skip it)", minimum=0, default=QUADRATURE_SAMPLES)
+    split: str = _help("the views to evaluate", choices=("test", "val", "train"), default="test")
+    out: Optional[Path] = _help("metrics file (default: EXPDIR/metrics.json)", default=None)
 
 
 def train_config_from_namespace(namespace: argparse.Namespace) -> TrainConfig:
@@ -141,77 +211,82 @@ def unflatten(values: Dict[str, Any]) -> TrainConfig:
 def check_train_config(config: TrainConfig) -> None:
     """Value checks that a type cannot express; a ConfigError names the key and what it expects."""
     m, r = config.model, config.run
-    positive = {
-        "n_sections": m.n_sections, "samples_per_section": m.samples_per_section, "netdepth": m.netdepth,
-        "netwidth": m.netwidth, "sampler_depth": m.sampler_depth, "sampler_width": m.sampler_width,
-        "N_rand": r.N_rand, "chunk": r.chunk, "i_print": r.i_print, "i_img": r.i_img,
-        "i_weights": r.i_weights, "max_nonfinite_steps": r.max_nonfinite_steps,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be at least 1, got {value}")
-    for key, value in {"n_iters": r.n_iters, "multires": m.multires, "multires_views": m.multires_views, "sampler_multires": m.sampler_multires,
-                       "i_testset": r.i_testset, "i_video": r.i_video, "max_train_seconds": r.max_train_seconds}.items():
-        if value < 0:
-            raise ConfigError(f"{key} must be 0 or more, got {value}")
+    for group in (m, r):
+        problem = below_minimum(group, prefix="")
+        if problem:
+            raise ConfigError(problem)
     if not r.lrate > 0:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")
     if not r.lrate_decay > 0:
         raise ConfigError(f"lrate_decay must be positive, got {r.lrate_decay}")
-    if m.activation not in ACTIVATION_CHOICES:
-        raise ConfigError(f"activation must be one of {', '.join(ACTIVATION_CHOICES)}, got {m.activation!r}")
+    if m.encoding not in ENCODINGS:
+        raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {m.encoding!r}")
+    if m.bound < 0:
+        raise ConfigError(f"bound must be 0 (the scene's) or positive, got {m.bound}")
+    if m.activation not in MODEL_ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {', '.join(MODEL_ACTIVATIONS)}, got {m.activation!r}")
     if r.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {r.precision!r}")
     if not r.expname or Path(r.expname).name != r.expname or r.expname in (".", ".."):
         raise ConfigError(f"expname must be a plain folder name, got {r.expname!r}")
 
 
-def scene_from_config(config: DataConfig) -> Scene:
-    """Loads (generating the demo scene first when asked) and applies near/far overrides."""
-    if config.generate_demo:
-        if config.dataset_type != "blender":
-            raise SceneError(f"generate_demo makes a blender scene, but dataset_type is {config.dataset_type!r}")
-        ensure_demo_scene(config.datadir)
-    scene = load_scene(config.dataset_type, config.datadir, **config.loader_options())
-    if config.near is None and config.far is None:
-        return scene
-    if scene.ndc:
-        raise SceneError("near/far cannot be overridden for NDC rays (t spans [0, 1]); set no_ndc to use scene bounds")
-    near = scene.near if config.near is None else config.near
-    far = scene.far if config.far is None else config.far
-    if not 0 <= near < far:
-        raise SceneError(f"near/far must satisfy 0 <= near < far, got near {near:g}, far {far:g}")
-    return dataclasses.replace(scene, near=near, far=far)
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str = "", choices: Optional[Mapping[str, Sequence[str]]] = None) -> None:
+    """One flag per field of ``cls``; a field without a default becomes a required option.
 
-
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str = "") -> None:
-    """One flag per field of ``cls``; a field without a default becomes a required option."""
+    ``choices`` adds choices by field name to those in the fields' metadata
+    (for lists that live above this module, such as the dataset registry).
+    """
     group = parser.add_argument_group(title or cls.__name__)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
-        if optional:
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        kwargs: Dict[str, Any] = {"help": f.metadata.get("help", "")}
-        if f.default is dataclasses.MISSING:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default
-            kwargs["help"] += f" (default: {f.default})"
-        if kind is bool:
-            # `--white_bkgd` alone means true; `--white_bkgd false` and `white_bkgd = False` in a file turn it off.
-            kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
-        else:
-            kwargs["type"] = kind
-        if f.name == "dataset_type":
-            kwargs["choices"] = sorted(DATASETS)
-        elif f.name == "activation":
-            kwargs["choices"] = ACTIVATION_CHOICES
-        elif f.name == "precision":
-            kwargs["choices"] = PRECISIONS
+        kwargs = _flag_options(f, hints[f.name])
+        if choices and f.name in choices:
+            kwargs["choices"] = list(choices[f.name])
         group.add_argument("--" + f.name, **kwargs)
 
 
+def _flag_options(f: dataclasses.Field, kind: Any) -> Dict[str, Any]:
+    """add_argument's keywords for field ``f`` of type ``kind``."""
+    if typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    kwargs: Dict[str, Any] = {"help": f.metadata.get("help", "")}
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
+    else:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs["default"] = default
+        shown = "auto" if default is None and f.metadata.get("parse") is parse_chunk else default
+        if isinstance(default, tuple):
+            shown = " ".join(str(v) for v in default)
+        kwargs["help"] += f" (default: {shown})"
+    if typing.get_origin(kind) is tuple:
+        kwargs.update(type=typing.get_args(kind)[0], nargs="+")
+    elif kind is bool:
+        # `--white_bkgd` alone means true; `--white_bkgd false` and `white_bkgd = False` in a file turn it off.
+        kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
+    else:
+        kwargs["type"] = kind
+    for key in ("choices", "metavar"):
+        if key in f.metadata:
+            kwargs[key] = list(f.metadata[key]) if key == "choices" else f.metadata[key]
+    if "parse" in f.metadata:
+        kwargs["type"] = f.metadata["parse"]
+    return kwargs
+
+
 def from_namespace(cls: Type[T], namespace: argparse.Namespace) -> T:
-    return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
+    """The ``cls`` of the parsed flags (lists become tuples, as the frozen dataclasses hold them)."""
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def below_minimum(config: Any, prefix: str = "--") -> Optional[str]:
+    """The first field of ``config`` under its metadata's ``minimum``, as "--name must be at least m, got v"; else None."""
+    for f in dataclasses.fields(config):
+        minimum, value = f.metadata.get("minimum"), getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if minimum is not None and any(v is not None and v < minimum for v in values):
+            bad = next(v for v in values if v is not None and v < minimum)
+            return f"{prefix}{f.name} must be at least {minimum}, got {bad}"
+    return None

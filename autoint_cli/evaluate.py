@@ -9,7 +9,10 @@ import torch
 
 from .distributed import SINGLE, Distributed
 from .metrics import LPIPS, psnr, ssim
-from .render_views import LoadedRun, chunk_for_view, make_renderer, render_poses, split_poses
+from .render import QUADRATURE_SAMPLES
+from .renderer import Renderer, RenderSettings
+from .run_loader import LoadedRun
+from .views import render_poses, split_poses
 
 
 def device_name(device: torch.device) -> str:
@@ -47,42 +50,35 @@ def _score(run: LoadedRun, split: str, views, lpips: LPIPS) -> Dict:
 def evaluate(
     run: LoadedRun,
     device: torch.device,
+    base: RenderSettings = RenderSettings(),
     n_sections: Sequence[int] = (8, 16, 32),
-    quadrature_samples: int = 128,
+    quadrature_samples: int = QUADRATURE_SAMPLES,
     split: str = "test",
-    chunk: Optional[int] = None,
     max_views: Optional[int] = None,
-    precision: str = "tf32",
     dist: Distributed = SINGLE,
-    compile_mode: Optional[str] = None,
-    fused_mlp: bool = False,
 ) -> Optional[Dict]:
-    """Renders every view of ``split`` with each renderer setting and scores it.
+    """Renders every view of ``split`` with the integral renderer at each N (and the quadrature one at K) and scores it.
 
-    Timing covers rendering only: the first view is rendered once untimed, then
-    each view is timed between device synchronisations (``ms_per_frame``);
-    ``frames_per_sec`` is the whole split's rate, over all processes. Under
-    several processes the views are shared out and rank 0 gets the metrics
-    (the other ranks get None). ``chunk`` None: measured for each setting.
-    ``compile_mode``: torch.compile each setting's renderer in this mode;
-    ``fused_mlp``: Φ's MLP as one fused kernel in bf16 renders (see make_renderer).
+    ``base`` gives the fast paths (precision, compile mode, fused kernel,
+    chunk) of every renderer. Timing covers rendering only: the first view is
+    rendered once untimed, then each view is timed between device
+    synchronisations (``ms_per_frame``); ``frames_per_sec`` is the whole
+    split's rate, over all processes. Under several processes the views are
+    shared out and rank 0 gets the metrics (the other ranks get None).
     """
-    poses = split_poses(run.scene, split)
-    if max_views is not None:
-        poses = poses[:max_views]
+    poses = split_poses(run.scene, split)[:max_views]
     background = torch.tensor(run.scene.background, device=device)
     lpips = LPIPS(device) if dist.is_main else None
-    results: List[Dict] = []
-    settings = [("integral", {"n_sections": n}) for n in n_sections]
+    settings = [base.replace(renderer="integral", n_sections=n) for n in n_sections]
     if quadrature_samples:
-        settings.append(("quadrature", {"n_samples": quadrature_samples}))
-    for renderer, option in settings:
-        render = make_renderer(run.model, background, renderer, option.get("n_sections"), option.get("n_samples", 128), precision == "bf16", compile_mode, fused_mlp)
-        size = chunk or chunk_for_view(run.scene, poses[0], render, device)
-        views = render_poses(run.scene, poses, render, size, device, dist=dist)
+        settings.append(base.replace(renderer="quadrature", n_samples=quadrature_samples))
+    results: List[Dict] = []
+    for setting in settings:
+        views = render_poses(run.scene, poses, Renderer(run.model, background, setting), dist=dist)
         if views is None:
             continue
-        results.append({"renderer": renderer, **option, **_score(run, split, views, lpips)})
+        option = {"n_sections": setting.n_sections} if setting.renderer == "integral" else {"n_samples": setting.n_samples}
+        results.append({"renderer": setting.renderer, **option, **_score(run, split, views, lpips)})
     if not dist.is_main:
         return None
     return {
@@ -95,7 +91,7 @@ def evaluate(
         "resolution": [run.scene.H, run.scene.W],
         "device": device_name(device),
         "torch": torch.__version__,
-        "precision": precision,
+        "precision": base.precision,
         "processes": dist.world_size,
         "results": results,
     }

@@ -5,49 +5,50 @@ inputs o, d and a ray code q (the unit view direction):
 
     Φ(t; o, d, q) = MLP([γ(o + t·d), γ_v(q)]),
 
-γ the 1/f-normalised positional encoding. Their grad networks ∂Φ/∂t are the
+γ the 1/f-normalised positional encoding, or a multiresolution grid of learned
+features (``encoding = hashgrid``, :class:`~autoint_cli.autoint.grid.HashGrid`),
+whose trilinear interpolation has an exact derivative along t as well. Their grad networks ∂Φ/∂t are the
 density and colour along the ray before activation; both share the very same
 parameters. With ``shared_trunk`` one network of 4 outputs serves both (a trunk
 with a density head and a colour head).
 """
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .autoint import Concat, Constant, Dual, GradNetwork, IntegralNetwork, PositionalEncoding, Product, Sequential, Sum, Variable, mlp
+from .autoint import AutoIntModule, Concat, Constant, Dual, GradNetwork, IntegralNetwork, PositionalEncoding, Product, Sequential, Sum, Variable, mlp
+from .autoint.grid import HashGrid
+from .autoint.fused import KernelConfig
+from .autoint.network import IntegralEvaluator
 from .config import ModelConfig
+from .fastpath import compile_module
 from .rays import Rays
 from .sampling import Sections, sections_from_lengths, uniform_sections
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+def _point_encoding(config: ModelConfig) -> Tuple[AutoIntModule, int]:
+    """The encoding of the point x = o + t·d and its width: γ(x) (frequency), or γ(x) beside the multiresolution grid (hashgrid).
 
-
-def compile_module(fn: Callable, mode: str = "default", padding: bool = True) -> Callable:
-    """torch.compile of a module or function with static shapes, in one of torch's :data:`COMPILE_MODES`.
-
-    ``padding`` False turns off Inductor's padding of tensor strides. Rendering
-    needs that: with torch 2.11 on an H100, the padded strides made the
-    one-graph renderer return a wrong Φ at 160,000 rays a chunk (an error of
-    53 where Φ reaches 71; features and MLP compiled apart were right).
+    The grid's features are local; γ(x) (``multires`` frequencies, x itself
+    among them) keeps the smooth, ray-linear terms (such as x·d) within the
+    MLP's reach.
     """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
-    if padding:
-        return torch.compile(fn, mode=mode, dynamic=False)
-    from torch._inductor import list_mode_options
-
-    # torch.compile takes a mode or options, not both: the mode's own options, padding off.
-    options = {**list_mode_options(mode), "comprehensive_padding": False}
-    return torch.compile(fn, options=options, dynamic=False)
+    encoding = PositionalEncoding(config.multires)
+    if config.encoding != "hashgrid":
+        return encoding, encoding.out_features(3)
+    if config.bound <= 0:
+        raise ValueError("a hashgrid model needs its bound resolved from the scene (ModelConfig.bound > 0)")
+    grid = HashGrid(config.bound, config.grid_levels, config.grid_features, config.grid_log2_size, config.grid_min_res, config.grid_max_res)
+    return Concat(encoding, grid), encoding.out_features(3) + grid.out_features()
 
 
 def _integral_network(config: ModelConfig, out_features: int) -> IntegralNetwork:
-    point = Sequential(Sum(Constant(0), Product(Variable(), Constant(1))), PositionalEncoding(config.multires))
+    encode, point_width = _point_encoding(config)
+    point = Sequential(Sum(Constant(0), Product(Variable(), Constant(1))), encode)
     code = Sequential(Constant(2), PositionalEncoding(config.multires_views))
-    width = PositionalEncoding(config.multires).out_features(3) + PositionalEncoding(config.multires_views).out_features(3)
+    width = point_width + PositionalEncoding(config.multires_views).out_features(3)
     body = Sequential(Concat(point, code), mlp(width, config.netwidth, config.netdepth, out_features, config.activation, config.w0, full_precision_output=True))
     return IntegralNetwork(body, n_constants=3)
 
@@ -69,33 +70,29 @@ class RadianceField(nn.Module):
         for net in self.networks:
             for name in net.parameters_unused_by_grad(*probe):
                 net.get_parameter(name).requires_grad_(False)
-        # Derived views over the same modules; kept out of the module tree so the state dict lists each weight once.
-        self._grad_networks: List[nn.Module] = [net.grad_network() for net in self.networks]
-        self._integral_networks: List[nn.Module] = list(self.networks)
 
-    def compile_grad_networks(self, mode: str = "default") -> None:
-        """Wraps the grad networks in torch.compile (the fused fast path on CUDA; ``mode``: one of :data:`COMPILE_MODES`).
+    def grad_networks(self, compile_mode: Optional[str] = None) -> List[Callable[..., Tensor]]:
+        """The grad networks ∂Φ/∂t (new views over the same parameters), compiled when ``compile_mode`` is given.
 
-        Shapes are static: the callers keep one batch shape (fixed chunks, the
-        last one padded), and a new shape gets its own graph rather than a
-        dynamic-shape one.
+        Compiled ones have static shapes: the callers keep one batch shape
+        (fixed chunks, the last one padded), and a new shape gets its own
+        graph rather than a dynamic-shape one. The field is not changed.
         """
-        self._grad_networks = [compile_module(GradNetwork(net), mode) for net in self.networks]
+        views = [GradNetwork(net) for net in self.networks]
+        if compile_mode is None:
+            return views
+        return [compile_module(view, compile_mode) for view in views]
 
-    def compile_integral_networks(self, mode: str = "default") -> None:
-        """Wraps the integral networks in torch.compile (``mode``: one of :data:`COMPILE_MODES`)."""
-        self._integral_networks = [compile_module(net, mode, padding=False) for net in self.networks]
+    def integral_evaluators(self, kernel: Optional[KernelConfig] = None, reduce_output: bool = False) -> Tuple[List[IntegralEvaluator], str]:
+        """Gradient-free evaluators of the integral networks (see :meth:`IntegralNetwork.evaluator`), all fused or none.
 
-    def use_fused_mlp(self, enabled: bool = True) -> str:
-        """Integral networks through the fused MLP kernel (bf16 products, Φ's output in float32) when not differentiated.
-
-        Returns "" when on (or ``enabled`` is False), else why not.
+        Returns (evaluators, why not fused): "" when fused, or ``kernel`` is None.
         """
-        reasons = [net.use_fused_mlp(enabled) for net in self.networks]
-        if any(reasons):
-            for net in self.networks:
-                net.use_fused_mlp(False)
-        return next((r for r in reasons if r), "")
+        pairs = [net.evaluator(kernel, reduce_output) for net in self.networks]
+        why = next((reason for _, reason in pairs if reason), "")
+        if why:
+            pairs = [net.evaluator(None, reduce_output) for net in self.networks]
+        return [evaluator for evaluator, _ in pairs], why
 
     @staticmethod
     def constants(rays: Rays) -> Tuple[Tensor, Tensor, Tensor]:
@@ -113,13 +110,20 @@ class RadianceField(nn.Module):
         Returns:
             [*rays, n_samples, 4]: σ in channel 0, colour in 1:4.
         """
-        consts = self.constants(rays)
-        return torch.cat([net(t[..., None], *consts) for net in self._grad_networks], -1)
+        return self.evaluate(self.grad_networks(), rays, t)
 
     def integral(self, rays: Rays, t: Tensor) -> Tensor:
         """Φ at t, in float32 at least (even under bf16 autocast): [*rays, n_samples, 4] (σ in channel 0, colour in 1:4)."""
-        consts = self.constants(rays)
-        out = torch.cat([net(t[..., None], *consts) for net in self._integral_networks], -1)
+        return self.evaluate(list(self.networks), rays, t)
+
+    @classmethod
+    def evaluate(cls, networks: Sequence[Callable[..., Tensor]], rays: Rays, t: Tensor) -> Tensor:
+        """The outputs of ``networks`` (grad or integral, one per field network) at t, joined: [*rays, n_samples, 4].
+
+        Integral outputs are widened to float32 at least: Φ is differenced over short sections.
+        """
+        consts = cls.constants(rays)
+        out = torch.cat([net(t[..., None], *consts) for net in networks], -1)
         return out.to(torch.promote_types(out.dtype, torch.float32))
 
 

@@ -17,14 +17,12 @@ The activations come after integration, in one place (:func:`activate`):
 * quadrature: the grad networks at K samples per ray, each sample standing for
   its own bin: the slow reference on the same weights.
 """
-import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional, Protocol
 
 import torch
 from torch import Tensor
 
-from .models import SceneModel
 from .rays import Rays
 from .sampling import Sections, prefix_sum, resample_sections, stratified_samples, uniform_sections
 
@@ -75,63 +73,63 @@ def composite(sigma: Tensor, rgb: Tensor, sections: Sections, direction_norm: Te
     return RenderOutput(color, acc, depth, weights)
 
 
+class FieldFn(Protocol):
+    """A radiance field along rays: raw σ and colour (grad networks) or Φ (integral networks) at t.
+
+    ``rays`` [*rays], ``t`` [*rays, n] -> [*rays, n, 4] (σ in channel 0, colour in 1:4).
+    """
+
+    def __call__(self, rays: Rays, t: Tensor) -> Tensor: ...
+
+
+class SectionsFn(Protocol):
+    """The trained sections of rays (a sampling network, or uniform ones): ``rays`` [*rays] -> posts [*rays, N + 1]."""
+
+    def __call__(self, rays: Rays) -> Sections: ...
+
+
+# The renderers below, by the names configs and flags use.
+RENDERERS = ("integral", "quadrature")
+# K, the quadrature reference's samples per ray, unless a caller asks for another.
+QUADRATURE_SAMPLES = 128
+
+
 def render_training(
-    model: SceneModel, rays: Rays, background: Tensor, generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None
+    grad: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, samples_per_section: int,
+    generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None,
 ) -> RenderOutput:
     """The training renderer: grad networks at M stratified samples per section, section means.
 
     The samples' offsets in their strata come from ``jitter`` [*rays, N, M] in
     [0, 1) when given, else are drawn from ``generator`` (midpoints without either).
     """
-    sections = model.sections(rays)
-    m = model.config.samples_per_section
+    sections = sections_fn(rays)
+    m = samples_per_section
     t = stratified_samples(sections, m, generator, jitter)  # [*rays, N, M]
-    raw = model.field.grad(rays, t.flatten(-2))  # [*rays, N·M, 4]
+    raw = grad(rays, t.flatten(-2))  # [*rays, N·M, 4]
     means = raw.unflatten(-2, (sections.n_sections, m)).mean(-2)  # [*rays, N, 4]
     sigma, rgb = activate(means)
     return composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
 
 
-def render_integral(model: SceneModel, rays: Rays, background: Tensor, n_sections: Optional[int] = None) -> RenderOutput:
+def render_integral(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, n_sections: Optional[int] = None) -> RenderOutput:
     """The integral renderer: Φ at the N + 1 posts, section means by differences (float32)."""
-    sections = model.sections(rays)
+    sections = sections_fn(rays)
     if n_sections is not None:
         sections = resample_sections(sections, n_sections)
-    phi = model.field.integral(rays, sections.posts)  # [*rays, N+1, 4], float32 or wider
+    values = phi(rays, sections.posts)  # [*rays, N+1, 4], float32 or wider
     # Differences of Φ over short sections cancel most digits: keep them in Φ's precision.
-    posts = sections.posts.to(phi.dtype)
-    means = (phi[..., 1:, :] - phi[..., :-1, :]) / (posts[..., 1:] - posts[..., :-1])[..., None]
+    posts = sections.posts.to(values.dtype)
+    means = (values[..., 1:, :] - values[..., :-1, :]) / (posts[..., 1:] - posts[..., :-1])[..., None]
     sigma, rgb = activate(means)
-    norm = rays.directions.norm(dim=-1, keepdim=True).to(phi.dtype)
-    return composite(sigma, rgb, Sections(posts), norm, background.to(phi.dtype))
+    norm = rays.directions.norm(dim=-1, keepdim=True).to(values.dtype)
+    return composite(sigma, rgb, Sections(posts), norm, background.to(values.dtype))
 
 
-def render_quadrature(model: SceneModel, rays: Rays, background: Tensor, n_samples: int, generator: Optional[torch.Generator] = None) -> RenderOutput:
+def render_quadrature(grad: FieldFn, rays: Rays, background: Tensor, n_samples: int = QUADRATURE_SAMPLES,
+                      generator: Optional[torch.Generator] = None) -> RenderOutput:
     """The quadrature reference: grad networks at K samples in equal bins of [near, far] (midpoints unless a generator jitters them)."""
     bins = uniform_sections(rays.near, rays.far, n_samples)
     t = stratified_samples(bins, 1, generator)[..., 0]  # [*rays, K]
-    sigma, rgb = activate(model.field.grad(rays, t))
+    sigma, rgb = activate(grad(rays, t))
     return composite(sigma, rgb, bins, rays.directions.norm(dim=-1, keepdim=True), background)
-
-
-def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int) -> RenderOutput:
-    """Renders a batch of rays in chunks of at most ``chunk`` rays and joins the outputs (weights are dropped).
-
-    n rays take ⌈n / chunk⌉ chunks of equal size ⌈n / count⌉, so that little
-    is padded; the last is padded to that size by repeating its final ray, so
-    that the renderer sees one shape only (compiled networks and CUDA graphs
-    need a fixed shape). The padding is cut off again.
-    """
-    flat = rays.reshape(-1)
-    n = flat.shape[0]
-    size = math.ceil(n / math.ceil(n / chunk)) if n > chunk else n
-    parts = []
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        index = torch.arange(start, start + size, device=flat.origins.device).clamp(max=n - 1)
-        out = render(flat[index])
-        # Copied out at once: a CUDA-graph renderer reuses its output memory on the next chunk.
-        parts.append([getattr(out, name)[: stop - start].clone() for name in ("rgb", "acc", "depth")])
-    joined = [torch.cat([p[i] for p in parts], 0) for i in range(3)]
-    shape = rays.shape
-    return RenderOutput(*(x.reshape(*shape, x.shape[-1]) for x in joined), weights=torch.empty(0))

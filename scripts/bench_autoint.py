@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from autoint_cli.autoint import Constant, IntegralNetwork, PositionalEncoding, Product, Sequential, Sum, Variable, mlp
+from autoint_cli.fastpath import matmul_precision
 
 
 def build_network(n_freqs: int, width: int, n_layers: int, out_features: int) -> IntegralNetwork:
@@ -123,8 +124,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.log2_samples, args.repeats, args.warmup = 12, 3, 1
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    torch.backends.cudnn.allow_tf32 = args.tf32
+    with matmul_precision("tf32" if args.tf32 else "fp32"):
+        return measure(args, device)
+
+
+def measure(args, device: torch.device) -> int:
+    """Times each variant's step and prints the table and the JSON line."""
     torch.manual_seed(0)
     n = 2**args.log2_samples
     phi = build_network(args.n_freqs, args.width, args.n_layers, args.out_features).to(device)

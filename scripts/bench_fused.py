@@ -23,7 +23,7 @@ from bench_render import measured_bf16_rate
 
 from autoint_cli.autoint import Dual, mlp
 from autoint_cli.autoint.fused import KernelConfig, available, plan_mlp
-from autoint_cli.models import compile_module
+from autoint_cli.fastpath import compile_module
 
 
 def parse_config(text: str) -> KernelConfig:

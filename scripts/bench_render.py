@@ -21,20 +21,27 @@ from bench_common import bench_device, blender_view, device_label, time_calls
 from autoint_cli.autoint.fused import available as fused_available
 from autoint_cli.checkpoint import load_checkpoint
 from autoint_cli.config import ModelConfig, unflatten
+from autoint_cli.fastpath import PRECISIONS
 from autoint_cli.metrics import psnr
-from autoint_cli.models import SceneModel, compile_module
+from autoint_cli.models import SceneModel
 from autoint_cli.rays import camera_rays
-from autoint_cli.render import render_chunks, render_integral
-from autoint_cli.render_views import measure_chunk
+from autoint_cli.renderer import Renderer, RenderSettings
 
 VARIANTS = (
-    "eager_fp32", "eager_tf32", "compiled_tf32", "eager_bf16", "compiled_bf16",
-    "compiled_bf16_autotune", "compiled_bf16_cudagraphs", "compiled_bf16_maxautotune", "whole_bf16", "whole_bf16_cudagraphs",
-    "fused_bf16", "whole_fused_bf16", "whole_fused_bf16_cudagraphs",
+    "eager_fp32", "eager_tf32", "eager_bf16", "whole_tf32", "whole_bf16", "whole_bf16_autotune", "whole_bf16_cudagraphs",
+    "whole_bf16_maxautotune", "fused_bf16", "whole_fused_bf16", "whole_fused_bf16_cudagraphs",
 )
-# torch.compile mode per variant suffix (autoint_cli.models.COMPILE_MODES). compiled_*: the integral networks
-# compiled; whole_*: the whole chunk renderer; *fused*: Φ's MLP as the fused Triton kernel (autoint_cli.autoint.fused).
+# Each variant is a RenderSettings of autoint-render: whole_*: the whole chunk renderer compiled (--compile), with
+# the torch.compile mode of its suffix (--compile_mode); *fused*: Φ's MLP as the fused Triton kernel (--fused_mlp).
 COMPILE_MODES = {"autotune": "max-autotune-no-cudagraphs", "cudagraphs": "reduce-overhead", "maxautotune": "max-autotune"}
+
+
+def variant_settings(variant: str, n_sections: int, chunk: Optional[int]) -> RenderSettings:
+    """The renderer settings a variant name stands for."""
+    parts = variant.split("_")
+    precision = next(p for p in PRECISIONS if p in parts)
+    compile_mode = COMPILE_MODES.get(parts[-1], "default") if parts[0] == "whole" else None
+    return RenderSettings(n_sections=n_sections, precision=precision, compile_mode=compile_mode, fused_mlp="fused" in parts, chunk=chunk)
 
 
 def matmul_flops_per_eval(model: SceneModel) -> int:
@@ -119,33 +126,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if payload is not None:
                 model.load_state_dict(payload["model"])
             model.to(device).eval()
-            precision = next(p for p in ("fp32", "tf32", "bf16") if p in variant.split("_"))
-            torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
-            mode = COMPILE_MODES.get(variant.split("_")[-1], "default")
             # Each variant compiles from a clean slate: no graphs or dynamic-shape decisions carried over from the last.
             torch._dynamo.reset()
-            if variant.startswith("compiled"):
-                model.field.compile_integral_networks(mode)
-            if "fused" in variant:
-                why = model.field.use_fused_mlp(True)
-                if why:
-                    raise SystemExit(f"{variant}: {why}")
-            autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-            def render(r):
-                with autocast:
-                    return render_integral(model, r, background, n)
-
-            chunk = measure_chunk(render, rays, device) if args.chunk == "auto" else int(args.chunk)
-            if variant.startswith("whole"):
-                # The whole chunk renderer compiled: sampler, networks, differences and compositing (two graphs around a fused kernel).
-                render = compile_module(render, mode, padding=False)
+            renderer = Renderer(model, background, variant_settings(variant, n, None if args.chunk == "auto" else int(args.chunk)))
+            if "fused" in variant and not renderer.fused:
+                raise SystemExit(f"{variant}: the fused kernel was refused (see the log)")
 
             def frame():
-                with torch.no_grad():
-                    return render_chunks(render, rays, chunk)
+                return renderer.render(rays)
 
             ms, out = time_calls(frame, device, args.repeats, warmup=2)
+            chunk = renderer.chunk
             if variant in args.profile:
                 print_profile(frame, device, f"{variant}, {size}x{size}, N={n}, chunk {chunk}")
             image = np.clip(out.rgb.float().cpu().numpy(), 0.0, 1.0)

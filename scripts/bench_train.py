@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Training throughput: rays per second of full training steps (training renderer, loss, backward, Adam).
+"""Training throughput: rays per second of the product's training step (autoint_cli.train.TrainStep).
 
-Random pixels of random images on a Blender-style camera (speed does not
-depend on the content), the paper's N = 32, M = 4 and 10x256 networks unless
+The very step autoint-train takes: the training renderer, the loss, the
+backward in sub-batches of ``--chunk`` rays, the device-side NaN/inf check and
+fused Adam. Random pixels of random images on a Blender-style camera (speed does
+not depend on the content), the paper's N = 32, M = 4 and 10x256 networks unless
 told otherwise. Each variant: warm-up steps (compilation included), then timed
 steps. Prints a table, then one JSON line.
 """
@@ -15,10 +17,10 @@ from typing import Optional, Sequence
 import torch
 from bench_common import bench_device, blender_view, device_label, time_calls
 
-from autoint_cli.config import ModelConfig
+from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.rays import pixel_rays
-from autoint_cli.render import render_training
+from autoint_cli.train import Batch, TrainStep, setup_state
 
 VARIANTS = ("eager_tf32", "compiled_tf32", "compiled_bf16", "compiled_tf32_shared_trunk")
 
@@ -26,6 +28,7 @@ VARIANTS = ("eager_tf32", "compiled_tf32", "compiled_bf16", "compiled_tf32_share
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--N_rand", type=int, default=4096)
+    parser.add_argument("--chunk", type=int, default=4096, help="rays per forward/backward sub-batch (the config key chunk)")
     parser.add_argument("--n_sections", type=int, default=32)
     parser.add_argument("--samples_per_section", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
@@ -37,42 +40,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base = ModelConfig(n_sections=args.n_sections, samples_per_section=args.samples_per_section)
     if args.quick:
         base = replace(base, netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32, n_sections=8, samples_per_section=2)
-        args.N_rand, args.steps, args.warmup = 256, 3, 1
+        args.N_rand, args.chunk, args.steps, args.warmup = 256, 256, 3, 1
         args.variants = [v for v in args.variants if not v.startswith("compiled")] or ["eager_tf32"]
     size = 400
     intrinsics, c2w = blender_view(size, device)
     generator = torch.Generator(device=device).manual_seed(0)
     images = torch.rand(size, size, 3, device=device, generator=generator)
-    background = torch.ones(3, device=device)
 
     rows = []
     for variant in args.variants:
         config = replace(base, shared_trunk=variant.endswith("shared_trunk"))
+        precision = "bf16" if "bf16" in variant else "tf32"
+        run = RunConfig(expname="bench", N_rand=args.N_rand, chunk=args.chunk, precision=precision, compile=variant.startswith("compiled"))
         torch.manual_seed(0)
-        model = SceneModel(config).to(device)
-        if variant.startswith("compiled"):
-            model.field.compile_grad_networks()
-        optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in variant)
+        state = setup_state(TrainConfig(DataConfig(datadir="unused"), config, run), SceneModel(config), device, None)
+        train_step = TrainStep(state.model, torch.ones(3, device=device), run.precision, run.compile, run.chunk)
+        jitter_shape = (args.N_rand, config.n_sections, config.samples_per_section)
 
         def step():
             rows_, cols_ = (torch.randint(0, size, (args.N_rand,), device=device, generator=generator) for _ in range(2))
             rays = pixel_rays(c2w, rows_, cols_, intrinsics, 2.0, 6.0)
-            with autocast:
-                out = render_training(model, rays, background, generator)
-            loss = torch.mean((out.rgb.float() - images[rows_, cols_]) ** 2)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            return loss
+            jitter = torch.rand(jitter_shape, device=device, generator=generator)
+            return train_step(state, Batch(rays, images[rows_, cols_], jitter, args.N_rand)).loss
 
         ms, _ = time_calls(step, device, args.steps, args.warmup)
         seconds = ms / 1e3
         rows.append({
-            "variant": variant, "N_rand": args.N_rand, "n_sections": config.n_sections, "samples_per_section": config.samples_per_section,
-            "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3, "rays_per_sec": args.N_rand / seconds,
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+            "variant": variant, "N_rand": args.N_rand, "chunk": args.chunk, "n_sections": config.n_sections,
+            "samples_per_section": config.samples_per_section, "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3,
+            "rays_per_sec": args.N_rand / seconds, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         })
     name = device_label(device)
     print(f"{name}, torch {torch.__version__}, N = {base.n_sections}, M = {base.samples_per_section}, {base.netdepth}x{base.netwidth}, {args.N_rand} rays/step")

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from autoint_cli.autoint import Concat, Constant, Dual, Inputs, IntegralNetwork, PositionalEncoding, Sequential, Variable, mlp
+from autoint_cli.autoint import fused
 from autoint_cli.autoint.fused import MAX_OUT, KernelConfig, available, padded_width, plan_mlp
-from autoint_cli.autoint.layers import Linear, Swish
+from autoint_cli.autoint.layers import ACTIVATION_TABLE, KERNEL_ACTIVATIONS, Linear, Softplus, Swish
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = pytest.mark.skipif(not available(DEVICE), reason="the fused kernel needs Triton (and CUDA, or TRITON_INTERPRET=1)")
 
-ACTIVATIONS = ("swish", "relu", "sine", "tanh", "sigmoid", "softplus")
+ACTIVATIONS_UNDER_TEST = ("swish", "relu", "sine", "tanh", "sigmoid", "softplus")
 # Exact activations in the tight comparisons (the hardware tanh has its own test on CUDA; the interpreter has none).
 CONFIGS = (KernelConfig(16, 4, 1, False), KernelConfig(32, 4, 2, False))
 EXACT = CONFIGS[0]
@@ -63,7 +64,7 @@ def _network(in_features, width, depth, out, activation, seed=0):
     return net.to(DEVICE)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS_UNDER_TEST)
 @pytest.mark.parametrize("config", CONFIGS, ids=("bm16", "bm32-split2"))
 def test_kernel_matches_the_emulated_float64_network(activation, config):
     net = _network(13, 32, 4, 3, activation)
@@ -154,43 +155,66 @@ def _phi():
     return IntegralNetwork(body, n_constants=1).to(DEVICE)
 
 
-def test_integral_network_fused_forward():
+def test_integral_network_fused_evaluator():
     """Φ(t; c) through the fused tail equals the layer-by-layer Φ to bf16 accuracy, and its differences stay float32-scaled."""
     phi = _phi()
     t = torch.rand(50, 9, 1, device=DEVICE) * 4
     code = torch.randn(50, 1, 3, device=DEVICE)
+    evaluator, why = phi.evaluator(EXACT)
+    assert why == "" and evaluator.tail is not None
     with torch.no_grad():
         plain = phi(t, code)
-        assert phi.use_fused_mlp(True, EXACT) == ""
-        fast = phi(t, code)
+        fast = evaluator(t, code)
     assert fast.dtype == torch.float32
-    _, tail, _ = phi._fused
     features = phi.body[0]
     x = features(Inputs(t, (code,), with_tangent=False)).primal
-    ref = emulated(tail, x.double())
+    ref = emulated(evaluator.tail, x.double())
     torch.testing.assert_close(fast.double(), ref, rtol=0, atol=1e-3 * ref.abs().max().item())
     torch.testing.assert_close(fast, plain, rtol=0, atol=3e-2 * plain.abs().max().item())
 
 
-def test_integral_network_takes_the_plain_path_under_grad_and_when_off():
+def test_evaluators_leave_the_network_as_it_was():
+    """Building a fused evaluator changes nothing of the network: its forward (with grad or without) stays the layers'."""
     phi = _phi()
     t = torch.rand(10, 1, device=DEVICE)
     code = torch.randn(10, 3, device=DEVICE)
     plain = phi(t, code)
-    assert phi.use_fused_mlp(True) == ""
-    with torch.enable_grad():
-        graded = phi(t, code)
+    evaluator, why = phi.evaluator(fused.DEFAULT_CONFIG)
+    assert why == "" and evaluator.tail is not None
+    graded = phi(t, code)
     assert graded.requires_grad
     torch.testing.assert_close(graded, plain, rtol=0, atol=0)
-    phi.use_fused_mlp(False)
     with torch.no_grad():
         torch.testing.assert_close(phi(t, code), plain.detach(), rtol=0, atol=0)
+    unfused, why = phi.evaluator(None)
+    assert why == "" and unfused.tail is None
+    with torch.no_grad():
+        torch.testing.assert_close(unfused(t, code), plain.detach(), rtol=0, atol=0)
 
 
-def test_use_fused_mlp_says_why_not():
+def test_evaluator_says_why_not_fused():
     phi = IntegralNetwork(mlp(1, 16, 3, 2, "exp"))
-    assert "exp" in phi.use_fused_mlp(True)
-    assert phi._fused is None
+    evaluator, why = phi.evaluator(fused.DEFAULT_CONFIG)
+    assert "exp" in why and evaluator.tail is None
+
+
+def test_plan_refuses_a_softplus_beta_the_kernel_lacks():
+    """The kernel computes softplus with beta = 1: any other beta must take the layers, with the reason named."""
+    layers = [Linear(4, 16), Softplus(beta=4.0), Linear(16, 16), Softplus(beta=4.0), Linear(16, 2)]
+    plan, why = plan_mlp(layers)
+    assert plan is None and "beta = 4" in why and "beta = 1 only" in why
+    plan, why = plan_mlp([Linear(4, 16), Softplus(), Linear(16, 16), Softplus(), Linear(16, 2)])
+    assert plan is not None and why == ""
+
+
+def test_plan_reads_the_activation_table():
+    """Every activation the table gives a kernel code is planned; every other one is refused."""
+    for kind in ACTIVATION_TABLE:
+        plan, why = plan_mlp(list(mlp(4, 16, 3, 2, kind.name).layers))
+        assert (plan is not None) == (kind.kernel_code is not None), (kind.name, why)
+        if plan is not None:
+            assert plan.activation == kind.name
+    assert set(KERNEL_ACTIVATIONS) == set(ACTIVATIONS_UNDER_TEST)
 
 
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="the hardware tanh runs on CUDA only")

@@ -108,7 +108,7 @@ def test_demo_scene_command(tmp_path, capsys):
 
 def test_demo_scene_module_entry_point(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "autoint_cli.data.synthetic", "--out", str(tmp_path / "d"), "--size", "4", "--n_train", "1", "--n_val", "1", "--n_test", "1"],
+        [sys.executable, "-m", "autoint_cli", "demo", "--out", str(tmp_path / "d"), "--size", "4", "--n_train", "1", "--n_val", "1", "--n_test", "1"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

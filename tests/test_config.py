@@ -4,15 +4,16 @@ import dataclasses
 import configargparse
 import pytest
 
-from autoint_cli.config import DataConfig, add_dataclass_args, from_namespace, parse_bool, scene_from_config
-from autoint_cli.data import SceneError
+from autoint_cli.cli import CHOICES
+from autoint_cli.config import DataConfig, add_dataclass_args, from_namespace, parse_bool
+from autoint_cli.data import SceneError, scene_from_config
 from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
 
 
 def parse(argv, config_text=None, tmp_path=None):
     parser = configargparse.ArgumentParser()
     parser.add_argument("--config", is_config_file=True)
-    add_dataclass_args(parser, DataConfig)
+    add_dataclass_args(parser, DataConfig, choices=CHOICES)
     if config_text is not None:
         path = tmp_path / "config.txt"
         path.write_text(config_text)

@@ -141,3 +141,15 @@ def test_bad_captures(tmp_path, damage, message):
     with pytest.raises(SceneError, match=message):
         load_llff(folder, factor=factor, llffhold=llffhold)
     assert folder_state(folder) == before
+
+
+def test_val_view_holds_one_training_image_out(tmp_path):
+    make_capture(tmp_path / "cap", n=10)
+    scene = load_llff(tmp_path / "cap", factor=1, llffhold=4, val_view=3)
+    assert scene.i_val.tolist() == [3] and scene.i_test.tolist() == [0, 4, 8]
+    assert scene.i_train.tolist() == [1, 2, 5, 6, 7, 9]
+    plain = load_llff(tmp_path / "cap", factor=1, llffhold=4)
+    assert plain.i_val.tolist() == plain.i_test.tolist() == [0, 4, 8]
+    with pytest.raises(SceneError, match="val_view 8 is not a training image"):
+        load_llff(tmp_path / "cap", factor=1, llffhold=4, val_view=8)
+    assert scene.bound == 1.0 and plain.bound == 1.0  # NDC

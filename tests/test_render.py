@@ -9,7 +9,8 @@ from torch import nn
 from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.rays import Rays
-from autoint_cli.render import activate, composite, render_chunks, render_integral, render_quadrature, render_training
+from autoint_cli.chunks import render_chunks
+from autoint_cli.render import activate, composite, render_integral, render_quadrature, render_training
 from autoint_cli.sampling import Sections, uniform_sections
 
 F64 = torch.float64
@@ -90,9 +91,9 @@ def piecewise_model(n_rays=7, n_sections=8, seed=0):
 def test_three_renderers_agree_on_a_piecewise_constant_field():
     model, rays = piecewise_model()
     background = torch.tensor([1.0, 1.0, 1.0], dtype=F64)
-    integral = render_integral(model, rays, background)
-    training = render_training(model, rays, background, torch.Generator().manual_seed(1))
-    quadrature = render_quadrature(model, rays, background, n_samples=64)  # 8 bins inside each section
+    integral = render_integral(model.field.integral, model.sections, rays, background)
+    training = render_training(model.field.grad, model.sections, rays, background, 3, torch.Generator().manual_seed(1))
+    quadrature = render_quadrature(model.field.grad, rays, background, n_samples=64)  # 8 bins inside each section
     for other in (training, quadrature):
         torch.testing.assert_close(other.rgb, integral.rgb.double(), rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(other.acc, integral.acc.double(), rtol=1e-6, atol=1e-6)
@@ -118,7 +119,7 @@ def test_integral_renderer_equals_quadrature_of_the_grad_networks(shared_trunk):
         model.sampler.mlp[-1].weight.normal_(0, 0.5)  # non-uniform sections
     rays = random_rays()
     background = torch.tensor([0.2, 0.3, 0.4], dtype=F64)
-    fast = render_integral(model, rays, background)
+    fast = render_integral(model.field.integral, model.sections, rays, background)
     sections = model.sections(rays)
     nodes, weights = (torch.from_numpy(x) for x in np.polynomial.legendre.leggauss(64))
     half, mid = sections.lengths / 2, sections.midpoints
@@ -137,13 +138,13 @@ def test_integral_renderer_at_another_n_sections():
     rays = random_rays()
     background = torch.ones(3, dtype=F64)
     for n in (4, 8, 16, 5):
-        out = render_integral(model, rays, background, n_sections=n)
+        out = render_integral(model.field.integral, model.sections, rays, background, n_sections=n)
         assert out.rgb.shape == (9, 3) and out.weights.shape == (9, n)
 
 
 def test_training_renderer_trains_the_sampler_too():
     model = small_model()
-    out = render_training(model, random_rays(), torch.ones(3, dtype=F64), torch.Generator().manual_seed(0))
+    out = render_training(model.field.grad, model.sections, random_rays(), torch.ones(3, dtype=F64), 2, torch.Generator().manual_seed(0))
     out.rgb.sum().backward()
     assert model.sampler.mlp[-1].weight.grad.abs().sum() > 0
     assert model.field.networks[0].body[1][0].weight.grad.abs().sum() > 0
@@ -157,7 +158,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_only_output_biases_are_fr
     outputs = [net.body[1][-1] for net in model.field.networks]
     assert frozen == [f"field.networks.{i}.body.layers.1.layers.{len(net.body[1]) - 1}.bias" for i, net in enumerate(model.field.networks)]
     assert all(layer.bias is not None and not layer.bias.requires_grad for layer in outputs)
-    out = render_training(model, random_rays(), torch.ones(3, dtype=F64), jitter=torch.rand(9, 8, 2, dtype=F64))
+    out = render_training(model.field.grad, model.sections, random_rays(), torch.ones(3, dtype=F64), 2, jitter=torch.rand(9, 8, 2, dtype=F64))
     out.rgb.sum().backward()
     missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
@@ -167,12 +168,12 @@ def test_render_chunks_equals_one_pass():
     model = small_model()
     rays = random_rays(n=20)
     background = torch.ones(3, dtype=F64)
-    whole = render_integral(model, rays, background)
+    whole = render_integral(model.field.integral, model.sections, rays, background)
     shapes = []
 
     def render(r):
         shapes.append(r.shape[0])
-        return render_integral(model, r, background)
+        return render_integral(model.field.integral, model.sections, r, background)
 
     chunked = render_chunks(render, rays.reshape(4, 5), chunk=3)
     assert chunked.rgb.shape == (4, 5, 3)

@@ -256,7 +256,7 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path, scene):
 
 
 def test_nonfinite_steps_are_skipped_then_stop(tmp_path, scene, capsys, caplog, monkeypatch):
-    import autoint_cli.train as train_module
+    import autoint_cli.train.step as train_module
 
     config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nmax_nonfinite_steps = 3\n")
     assert train_main(["--config", str(config), "--n_iters", "3", "--i_weights", "3"]) == 0
@@ -289,28 +289,6 @@ def test_nonfinite_steps_are_skipped_then_stop(tmp_path, scene, capsys, caplog, 
     for path in later:
         after = load_checkpoint(path)["model"]
         assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_rendering_retries_with_a_halved_chunk_after_out_of_memory(caplog):
-    from autoint_cli.render import RenderOutput
-    from autoint_cli.render_views import ChunkSize
-    from autoint_cli.rays import Rays
-
-    calls = []
-
-    def picky(rays):
-        calls.append(rays.shape[0])
-        if rays.shape[0] > 5:
-            raise torch.cuda.OutOfMemoryError("simulated")
-        return RenderOutput(rays.origins, rays.near, rays.far, torch.empty(0))
-
-    rays = Rays(torch.arange(48.0).reshape(16, 3), torch.ones(16, 3), torch.zeros(16, 1), torch.ones(16, 1))
-    size = ChunkSize(16)
-    with caplog.at_level(logging.WARNING):
-        out = size.render(picky, rays)
-    assert size.rays == 4 and calls[:2] == [16, 8]
-    torch.testing.assert_close(out.rgb, rays.origins, rtol=0, atol=0)
-    assert caplog.text.count("out of GPU memory while rendering; retrying with chunk") == 2
 
 
 def test_unwritable_basedir_is_refused_before_training(tmp_path, scene, capsys):

@@ -6,6 +6,7 @@ integration variable t and inputs that do not depend on t.
 from .combinators import Concat, Product, Sequential, Sum
 from .dual import Dual, Inputs
 from .graph import Description
+from .grid import HashGrid
 from .layers import (
     ACTIVATIONS,
     INITS,
@@ -38,6 +39,7 @@ __all__ = [
     "Elementwise",
     "Exp",
     "GradNetwork",
+    "HashGrid",
     "Inputs",
     "IntegralNetwork",
     "Linear",

@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .layers import ACTIVATIONS, AutoIntModule, Elementwise, Linear, Sine
+from .layers import ACTIVATIONS, AutoIntModule, Elementwise, Linear, activation_kind
 
 try:
     import triton
@@ -35,8 +35,6 @@ try:
 except ImportError:  # the fused path is optional: everything else runs without Triton
     triton = None
 
-# Activation codes the kernel knows (the name of each in layers.ACTIVATIONS).
-KERNEL_ACTIVATIONS = {"swish": 0, "relu": 1, "sine": 2, "tanh": 3, "sigmoid": 4, "softplus": 5}
 MAX_WIDTH = 256  # a BM×H float32 accumulator must fit in registers
 MAX_OUT = 8  # outputs are per-row dot products, one reduction each
 
@@ -145,12 +143,15 @@ def plan_mlp(layers: Sequence[AutoIntModule]) -> Tuple[Optional[FusedMLP], str]:
         return None, "not a chain Linear, activation, …, Linear"
     if not all(isinstance(m, Elementwise) for m in acts) or len({type(m) for m in acts}) != 1:
         return None, "the activations are not all of one kind"
-    name = next((k for k, cls in ACTIVATIONS.items() if type(acts[0]) is cls), None)
-    if name not in KERNEL_ACTIVATIONS:
-        return None, f"activation {name} has no fused kernel (it has: {', '.join(KERNEL_ACTIVATIONS)})"
-    w0s = {m.w0 for m in acts if isinstance(m, Sine)}
-    if len(w0s) > 1:
-        return None, "the sine layers differ in w0"
+    kind = activation_kind(acts[0])
+    if kind is None:
+        return None, f"activation {type(acts[0]).__name__} is not in the activation table"
+    refusals = {kind.kernel_refusal(m) for m in acts} - {""}
+    if refusals:
+        return None, sorted(refusals)[0]
+    settings = {tuple(getattr(m, name) for name in kind.kernel_params) for m in acts}
+    if len(settings) > 1:
+        return None, f"the {kind.name} layers differ in {', '.join(kind.kernel_params)}"
     width = linears[0].out_features
     if any(m.out_features != width for m in linears[:-1]) or any(m.in_features != width for m in linears[1:]):
         return None, "the hidden layers differ in width"
@@ -160,7 +161,8 @@ def plan_mlp(layers: Sequence[AutoIntModule]) -> Tuple[Optional[FusedMLP], str]:
         return None, f"{linears[0].in_features} input features (at most {MAX_WIDTH})"
     if linears[-1].out_features > MAX_OUT:
         return None, f"{linears[-1].out_features} outputs (at most {MAX_OUT})"
-    return FusedMLP(tuple(linears), name, w0s.pop() if w0s else 30.0), ""
+    w0 = getattr(acts[0], "w0", 30.0) if "w0" in kind.kernel_params else 30.0
+    return FusedMLP(tuple(linears), kind.name, w0), ""
 
 
 @torch.compiler.disable
@@ -177,7 +179,7 @@ def run_kernel(x: Tensor, packed: Tuple[Tensor, ...], mlp: FusedMLP, config: Ker
     if config.split not in (1, 2) or mlp.width // config.split < 16:
         raise ValueError(f"split {config.split} does not fit width {mlp.width}")
     return torch.ops.autoint.fused_mlp(
-        x, *packed, mlp.in_features, len(mlp.linears) - 2, KERNEL_ACTIVATIONS[mlp.activation], float(mlp.w0),
+        x, *packed, mlp.in_features, len(mlp.linears) - 2, ACTIVATIONS[mlp.activation].kernel_code, float(mlp.w0),
         config.block_rows, config.num_warps, config.split, config.fast_activation,
     )
 
@@ -212,6 +214,14 @@ if triton is not None:
     def _fused_mlp_shape(x, w_in, b_in, w_hid, b_hid, w_out, b_out, *settings):
         return x.new_empty(x.shape[0], w_out.shape[0], dtype=torch.float32)
 
+    # The kernel's activation codes, from the activation table.
+    _SWISH = tl.constexpr(ACTIVATIONS["swish"].kernel_code)
+    _RELU = tl.constexpr(ACTIVATIONS["relu"].kernel_code)
+    _SINE = tl.constexpr(ACTIVATIONS["sine"].kernel_code)
+    _TANH = tl.constexpr(ACTIVATIONS["tanh"].kernel_code)
+    _SIGMOID = tl.constexpr(ACTIVATIONS["sigmoid"].kernel_code)
+    _SOFTPLUS = tl.constexpr(ACTIVATIONS["softplus"].kernel_code)
+
     @triton.jit
     def _tanh_approx(z):
         return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [z], dtype=tl.float32, is_pure=True, pack=1)
@@ -219,27 +229,28 @@ if triton is not None:
     @triton.jit
     def _activation(z, ACT: tl.constexpr, W0: tl.constexpr, FAST: tl.constexpr):
         """f(z) in float32; FAST: one hardware tanh instead of exp and a division, for values rounded to bf16 next."""
-        if ACT == 0:
+        if ACT == _SWISH:
             if FAST:
                 half = 0.5 * z
                 y = half + half * _tanh_approx(half)
             else:
                 y = z * tl.sigmoid(z)
-        elif ACT == 1:
+        elif ACT == _RELU:
             y = tl.maximum(z, 0.0)
-        elif ACT == 2:
+        elif ACT == _SINE:
             y = tl.sin(W0 * z)
-        elif ACT == 3:
+        elif ACT == _TANH:
             if FAST:
                 y = _tanh_approx(z)
             else:
                 y = 2.0 * tl.sigmoid(2.0 * z) - 1.0
-        elif ACT == 4:
+        elif ACT == _SIGMOID:
             if FAST:
                 y = 0.5 + 0.5 * _tanh_approx(0.5 * z)
             else:
                 y = tl.sigmoid(z)
         else:
+            tl.static_assert(ACT == _SOFTPLUS, "unknown activation code")
             y = tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z)))
         return y
 

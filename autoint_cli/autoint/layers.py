@@ -13,7 +13,8 @@ Leaves read the network inputs: :class:`Variable` is t (tangent 1) and
 :class:`Constant` a constant input (tangent 0, never materialised).
 """
 import math
-from typing import Callable, Dict, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +88,8 @@ class Constant(AutoIntModule):
         return f"index={self.index}"
 
 
-# Output widths up to which a full-precision layer, when compiled, runs as a product-and-sum reduction rather than a GEMM.
+# Output widths up to which a full-precision output layer may run as a product-and-sum reduction rather than a GEMM
+# (IntegralNetwork.evaluator's reduce_output, for compiled renderers).
 REDUCED_MAX_OUT = 8
 
 
@@ -146,9 +148,6 @@ class Linear(AutoIntModule):
         x = as_dual(x)
         if x.n_features != self.in_features:
             raise ValueError(f"Linear({self.in_features}->{self.out_features}) got {x.n_features} input features")
-        if self.full_precision and x.tangent is None and self.out_features <= REDUCED_MAX_OUT and torch.compiler.is_compiling():
-            with torch.autocast(x.primal.device.type, enabled=False):
-                return Dual(reduced_linear(x.primal, self.weight, self.bias))
         if self.full_precision and torch.is_autocast_enabled(x.primal.device.type):
             with torch.autocast(x.primal.device.type, enabled=False):
                 return self._affine(_widen(x), _widen(self.weight), None if self.bias is None else _widen(self.bias))
@@ -396,20 +395,69 @@ class PositionalEncoding(AutoIntModule):
         return f"n_freqs={self.n_freqs}, include_input={self.include_input}, normalize={self.normalize}"
 
 
-ACTIVATIONS = {
-    "sine": Sine,
-    "swish": Swish,
-    "softplus": Softplus,
-    "tanh": Tanh,
-    "sigmoid": Sigmoid,
-    "requ": ReQU,
-    "relu": ReLU,
-    "exp": Exp,
-}
+@dataclass(frozen=True)
+class ActivationKind:
+    """One row of the activation table: everything the package knows of an activation, in one place.
+
+    Attributes:
+        name: the name configs and flags use.
+        cls: the layer (its derivative rule is :meth:`Elementwise.value_and_derivative`).
+        params: (parameter, default) pairs of its constructor.
+        kernel_code: its code in the fused MLP kernel (:mod:`.fused`); None where the kernel lacks it.
+        kernel_params: the parameters the kernel takes as arguments; any other must keep its default,
+            which is what the kernel computes.
+        in_models: offered as the radiance field's activation (``ModelConfig.activation``).
+    """
+
+    name: str
+    cls: Type["Elementwise"]
+    params: Tuple[Tuple[str, float], ...] = ()
+    kernel_code: Optional[int] = None
+    kernel_params: Tuple[str, ...] = ()
+    in_models: bool = True
+
+    def make(self, **params: float) -> "Elementwise":
+        """The layer, with ``params`` (by name) replacing the defaults; unknown names are refused."""
+        unknown = sorted(set(params) - {name for name, _ in self.params})
+        if unknown:
+            raise ValueError(f"activation {self.name} has no parameter {', '.join(unknown)}")
+        values = {name: params.get(name, default) for name, default in self.params}
+        return self.cls(**values)
+
+    def kernel_refusal(self, layer: "Elementwise") -> str:
+        """Why the fused kernel cannot compute ``layer`` ("" when it can)."""
+        if self.kernel_code is None:
+            return f"activation {self.name} has no fused kernel (it has: {', '.join(KERNEL_ACTIVATIONS)})"
+        for name, default in self.params:
+            if name not in self.kernel_params and getattr(layer, name) != default:
+                return f"{self.name} with {name} = {getattr(layer, name):g}: the kernel computes {name} = {default:g} only"
+        return ""
+
+
+ACTIVATION_TABLE: Tuple[ActivationKind, ...] = (
+    ActivationKind("swish", Swish, kernel_code=0),
+    ActivationKind("relu", ReLU, kernel_code=1),
+    ActivationKind("sine", Sine, params=(("w0", 30.0),), kernel_code=2, kernel_params=("w0",)),
+    ActivationKind("tanh", Tanh, kernel_code=3),
+    ActivationKind("sigmoid", Sigmoid, kernel_code=4, in_models=False),
+    ActivationKind("softplus", Softplus, params=(("beta", 1.0),), kernel_code=5),
+    ActivationKind("requ", ReQU),
+    ActivationKind("exp", Exp, in_models=False),
+)
+ACTIVATIONS: Dict[str, ActivationKind] = {kind.name: kind for kind in ACTIVATION_TABLE}
+# Names in the fused kernel's code order.
+KERNEL_ACTIVATIONS: Tuple[str, ...] = tuple(k.name for k in sorted(ACTIVATION_TABLE, key=lambda k: k.kernel_code or 0) if k.kernel_code is not None)
+MODEL_ACTIVATIONS: Tuple[str, ...] = tuple(k.name for k in ACTIVATION_TABLE if k.in_models)
+
+
+def activation_kind(layer: "Elementwise") -> Optional[ActivationKind]:
+    """The table's row of ``layer``'s exact class (None for a class the table lacks)."""
+    return next((k for k in ACTIVATION_TABLE if type(layer) is k.cls), None)
 
 
 def make_activation(name: str, w0: float = 30.0) -> Elementwise:
     """The activation called ``name``; ``w0`` is used by sine only."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
-    return Sine(w0) if name == "sine" else ACTIVATIONS[name]()
+    kind = ACTIVATIONS[name]
+    return kind.make(**({"w0": w0} if "w0" in dict(kind.params) else {}))

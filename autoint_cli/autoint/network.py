@@ -16,7 +16,7 @@ from . import fused
 from .combinators import Concat, Sequential
 from .dual import Inputs
 from .graph import Description, GraphBuilder, describe_graphs
-from .layers import AutoIntModule, Constant, Linear, PositionalEncoding, Variable, as_dual, make_activation
+from .layers import REDUCED_MAX_OUT, AutoIntModule, Constant, Linear, PositionalEncoding, Variable, as_dual, make_activation, reduced_linear
 
 
 def _flatten(module: AutoIntModule) -> List[AutoIntModule]:
@@ -33,6 +33,45 @@ def _check_inputs(t: Tensor, constants: Sequence[Tensor], n_constants: int) -> N
         raise ValueError(f"expected {n_constants} constant inputs, got {len(constants)}")
 
 
+class IntegralEvaluator:
+    """Φ of an :class:`IntegralNetwork` by another route than its layer-by-layer forward, for gradient-free calls.
+
+    A plain object holding the network's own layers (no copies, no
+    submodule): the network is left as it was, and weight updates show
+    through. Built by :meth:`IntegralNetwork.evaluator`.
+
+    Args:
+        network: the integral network.
+        prefix: the layers before ``tail`` (encodings, concatenations), run as usual.
+        tail: the trailing Linear/activation chain as one fused kernel, or None.
+        kernel: the fused kernel's launch settings.
+        reduce_output: without ``tail``, run the output layer as :func:`~.layers.reduced_linear`
+            (one reduction kernel under torch.compile instead of a float32 GEMM).
+    """
+
+    def __init__(self, network: "IntegralNetwork", prefix: List[AutoIntModule], tail: Optional[fused.FusedMLP],
+                 kernel: fused.KernelConfig, reduce_output: bool):
+        self.network, self.prefix, self.tail, self.kernel = network, prefix, tail, kernel
+        self.reduce_output = reduce_output and tail is None
+
+    def __call__(self, t: Tensor, *constants: Tensor) -> Tensor:
+        """Φ at t, shapes as in :meth:`IntegralNetwork.forward`."""
+        _check_inputs(t, constants, self.network.n_constants)
+        x = Inputs(t, tuple(constants), with_tangent=False)
+        if self.tail is not None:
+            for layer in self.prefix:
+                x = layer(x)
+            return self.tail(as_dual(x).primal, self.kernel)
+        if not self.reduce_output:
+            return self.network.body(x).primal
+        for layer in self.prefix[:-1]:
+            x = layer(x)
+        last = self.prefix[-1]
+        h = as_dual(x).primal
+        with torch.autocast(h.device.type, enabled=False):
+            return reduced_linear(h, last.weight, last.bias)
+
+
 class IntegralNetwork(nn.Module):
     """Φ(t; c_0, …, c_{k-1}), a network of :mod:`autoint_cli.autoint.layers`.
 
@@ -47,34 +86,34 @@ class IntegralNetwork(nn.Module):
         super().__init__()
         self.body = body
         self.n_constants = n_constants
-        # (layers before the fused tail, the tail, its launch settings) once use_fused_mlp is on; a plain attribute, not a submodule.
-        self._fused: Optional[Tuple[List[AutoIntModule], fused.FusedMLP, fused.KernelConfig]] = None
 
-    def use_fused_mlp(self, enabled: bool = True, config: fused.KernelConfig = fused.DEFAULT_CONFIG) -> str:
-        """Runs the body's trailing Linear/activation chain as one fused kernel (:mod:`.fused`) in gradient-free calls.
+    def evaluator(self, kernel: Optional[fused.KernelConfig] = None, reduce_output: bool = False) -> Tuple[IntegralEvaluator, str]:
+        """A gradient-free evaluator of Φ: the fused kernel for the body's trailing chain when ``kernel`` is given.
 
-        The layers before the chain (encodings, concatenations) run as usual.
-        Returns "" when the fused path is on (or ``enabled`` is False), else
-        why the body has no chain the kernel can run. Calls that need a
-        gradient, and devices where the kernel cannot run, take the plain path.
+        Returns (evaluator, why not fused): the reason is "" when the chain
+        is fused (or ``kernel`` is None); otherwise the evaluator runs the
+        layers one by one. ``reduce_output`` applies where the output layer
+        is a full-precision Linear of at most :data:`~.layers.REDUCED_MAX_OUT`
+        outputs. The network itself is not changed.
         """
-        self._fused = None
-        if not enabled:
-            return ""
         layers = _flatten(self.body)
+        last = layers[-1]
+        reduce_output = reduce_output and isinstance(last, Linear) and last.full_precision and last.out_features <= REDUCED_MAX_OUT
+        if kernel is None:
+            return IntegralEvaluator(self, layers, None, fused.DEFAULT_CONFIG, reduce_output), ""
         reasons = []
         for start in range(len(layers) - 2):
             plan, reason = fused.plan_mlp(layers[start:])
             if plan is not None:
-                self._fused = (layers[:start], plan, config)
-                return ""
+                return IntegralEvaluator(self, layers[:start], plan, kernel, False), ""
             if isinstance(layers[start], Linear):
                 reasons.append(reason)
         # The longest chain's reason: the one that names the network's own layers.
-        return reasons[0] if reasons else "the body has no Linear layer followed by others"
+        why = reasons[0] if reasons else "the body has no Linear layer followed by others"
+        return IntegralEvaluator(self, layers, None, kernel, reduce_output), why
 
     def forward(self, t: Tensor, *constants: Tensor) -> Tensor:
-        """Φ at t.
+        """Φ at t, layer by layer.
 
         Args:
             t: [*batch, 1].
@@ -84,13 +123,7 @@ class IntegralNetwork(nn.Module):
             [*batch, n_out].
         """
         _check_inputs(t, constants, self.n_constants)
-        x = Inputs(t, tuple(constants), with_tangent=False)
-        if self._fused is None or torch.is_grad_enabled() or not fused.available(t.device):
-            return self.body(x).primal
-        prefix, tail, config = self._fused
-        for layer in prefix:
-            x = layer(x)
-        return tail(as_dual(x).primal, config)
+        return self.body(Inputs(t, tuple(constants), with_tangent=False)).primal
 
     def integrate(self, a: Tensor, b: Tensor, *constants: Tensor) -> Tensor:
         """∫_a^b ∂Φ/∂t dt = Φ(b) − Φ(a), both ends in one evaluation.

@@ -2,7 +2,7 @@
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -14,6 +14,8 @@ from .scene import Scene, SceneError, as_indices, as_tensor
 SPLITS = ("train", "val", "test")
 # The nerf_synthetic objects sit inside a sphere of radius ~1.5 seen from radius 4.
 BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0
+# nerf_synthetic's objects lie inside [-1.5, 1.5]^3 (instant-ngp's and nerfacc's box for them).
+BLENDER_BOUND = 1.5
 
 
 def _read_transforms(path: Path) -> dict:
@@ -67,6 +69,31 @@ def _image_path(datadir: Path, frame: dict, index: int, path: Path) -> Path:
     return image if image.suffix.lower() in (".png", ".jpg", ".jpeg") else image.with_name(image.name + ".png")
 
 
+def _read_splits(datadir: Path, testskip: int) -> Tuple[np.ndarray, np.ndarray, Dict[str, int], Intrinsics]:
+    """Every split's RGBA images [n, H, W, 4] and poses [n, 3, 4], in split order, the count of each, and the one camera."""
+    images: List[np.ndarray] = []
+    poses: List[np.ndarray] = []
+    counts: Dict[str, int] = {}
+    intrinsics: Optional[Intrinsics] = None
+    for split in SPLITS:
+        path = datadir / f"transforms_{split}.json"
+        meta = _read_transforms(path)
+        frames = meta["frames"] if split == "train" else meta["frames"][::testskip]
+        paths = [_image_path(datadir, frame, i, path) for i, frame in enumerate(frames)]
+        split_images = read_split(paths, [f"frame {i} of {path.name}" for i in range(len(frames))])
+        H, W = split_images.shape[1:3]
+        for i, frame in enumerate(frames):
+            camera = _intrinsics(meta, frame, H, W, path)
+            if intrinsics is None:
+                intrinsics = camera
+            elif camera != intrinsics:
+                raise SceneError(f"{path}: frame {i} has camera {camera}, but the scene's first frame has {intrinsics}; one camera per scene is supported")
+            poses.append(_frame_pose(frame, i, path))
+        images.append(split_images)
+        counts[split] = len(frames)
+    return np.concatenate(images), np.stack(poses), counts, intrinsics
+
+
 def load_blender(
     datadir,
     half_res: bool = False,
@@ -91,28 +118,7 @@ def load_blender(
         raise SceneError(f"{datadir}: no such folder")
     if testskip < 1:
         raise SceneError(f"testskip must be at least 1, got {testskip}")
-    images: List[np.ndarray] = []
-    poses: List[np.ndarray] = []
-    counts: Dict[str, int] = {}
-    intrinsics: Optional[Intrinsics] = None
-    for split in SPLITS:
-        path = datadir / f"transforms_{split}.json"
-        meta = _read_transforms(path)
-        frames = meta["frames"] if split == "train" else meta["frames"][::testskip]
-        paths = [_image_path(datadir, frame, i, path) for i, frame in enumerate(frames)]
-        split_images = read_split(paths, [f"frame {i} of {path.name}" for i in range(len(frames))])
-        H, W = split_images.shape[1:3]
-        for i, frame in enumerate(frames):
-            camera = _intrinsics(meta, frame, H, W, path)
-            if intrinsics is None:
-                intrinsics = camera
-            elif camera != intrinsics:
-                raise SceneError(f"{path}: frame {i} has camera {camera}, but the scene's first frame has {intrinsics}; one camera per scene is supported")
-            poses.append(_frame_pose(frame, i, path))
-        images.append(split_images)
-        counts[split] = len(frames)
-
-    rgba = np.concatenate(images)
+    rgba, poses, counts, intrinsics = _read_splits(datadir, testskip)
     if half_res:
         intrinsics = intrinsics.scaled(0.5)
         rgba = np.stack([resize_area(image, (intrinsics.H, intrinsics.W)) for image in rgba])
@@ -125,7 +131,7 @@ def load_blender(
     return Scene(
         name=datadir.name,
         images=as_tensor(rgb),
-        c2w=as_tensor(np.stack(poses)),
+        c2w=as_tensor(poses),
         intrinsics=intrinsics,
         near=near,
         far=far,
@@ -135,4 +141,5 @@ def load_blender(
         render_c2w=as_tensor(circle_path()),
         ndc=False,
         background=background,
+        bound=BLENDER_BOUND,
     )

@@ -71,6 +71,53 @@ def _downsampled_folder(datadir: Path, factor: int) -> Path:
     return folder
 
 
+def _normalized_poses(raw_poses: np.ndarray, bounds: np.ndarray, bd_factor: float, recenter: bool, spherify: bool):
+    """NeRF's pose normalisation: (c2w [n, 3, 4] in OpenGL axes, scaled bounds [n, 2], the video path [k, 3, 4]).
+
+    LLFF's [down, right, back] axes become [right, up, back]; positions and
+    bounds are scaled by 1/(bd_factor · min bound); poses are re-centred on
+    their average (``recenter``), or on a sphere (``spherify``).
+    """
+    c2w = np.concatenate((raw_poses[:, :, 1:2], -raw_poses[:, :, 0:1], raw_poses[:, :, 2:4]), axis=2)  # [n, 3, 4]
+    scale = 1.0 / (bounds.min() * bd_factor)
+    c2w[:, :3, 3] *= scale
+    bounds = bounds * scale
+    if recenter:
+        c2w = recenter_on_average(c2w)
+    if spherify:
+        return spherify_poses(c2w, bounds)
+    return c2w, bounds, spiral_path(c2w, bounds)
+
+
+def _holdout(n: int, llffhold: int, val_view: int, datadir: Path):
+    """(train, val, test) indices of n images: every ``llffhold``-th is held out for test (none for 0).
+
+    The val split is the test split (NeRF's way), unless ``val_view`` ≥ 0 names a
+    training image to hold out as the val split instead (for tuning without test views).
+    """
+    i_test = np.arange(n)[::llffhold] if llffhold > 0 else np.array([], dtype=np.int64)
+    i_train = np.setdiff1d(np.arange(n), i_test)
+    i_val = i_test
+    if val_view >= 0:
+        if val_view not in i_train:
+            raise SceneError(f"{datadir}: val_view {val_view} is not a training image (there are {n} images; test holds {i_test.tolist()})")
+        i_val, i_train = np.array([val_view]), i_train[i_train != val_view]
+    if i_train.size == 0:
+        raise SceneError(f"{datadir}: llffhold {llffhold} leaves no training images")
+    return i_train, i_val, i_test
+
+
+def _read_capture(datadir: Path, factor: int):
+    """poses_bounds.npy's poses [n, 3, 5] and bounds [n, 2], and the images [n, H, W, 3] at ``factor``, checked to match."""
+    poses_path = datadir / "poses_bounds.npy"
+    raw_poses, bounds = _read_poses_bounds(poses_path)
+    folder = _downsampled_folder(datadir, factor)
+    files = _image_files(folder)
+    if len(files) != len(raw_poses):
+        raise SceneError(f"{folder}: {len(files)} images, but {poses_path.name} has {len(raw_poses)} poses")
+    return raw_poses, bounds, read_split(files, [f"image {i} of {folder.name}" for i in range(len(files))])[..., :3]
+
+
 def load_llff(
     datadir,
     factor: int = 8,
@@ -79,6 +126,7 @@ def load_llff(
     bd_factor: float = 0.75,
     spherify: bool = False,
     ndc: bool = True,
+    val_view: int = -1,
 ) -> Scene:
     """Loads an LLFF capture as NeRF does.
 
@@ -92,6 +140,7 @@ def load_llff(
         datadir: folder with poses_bounds.npy and images_<factor>/ (or images/).
         factor: image downsampling factor.
         recenter: re-centre on the average pose (NeRF always does).
+        val_view: a training image to hold out as the val split (-1: val is the test split).
     """
     datadir = Path(datadir)
     if not datadir.is_dir():
@@ -100,34 +149,13 @@ def load_llff(
         raise SceneError(f"factor must be at least 1, got {factor}")
     if llffhold < 0:
         raise SceneError(f"llffhold must be 0 (no held-out views) or positive, got {llffhold}")
-    poses_path = datadir / "poses_bounds.npy"
-    raw_poses, bounds = _read_poses_bounds(poses_path)
-    folder = _downsampled_folder(datadir, factor)
-    files = _image_files(folder)
-    if len(files) != len(raw_poses):
-        raise SceneError(f"{folder}: {len(files)} images, but {poses_path.name} has {len(raw_poses)} poses")
-    images = read_split(files, [f"image {i} of {folder.name}" for i in range(len(files))])[..., :3]
+    raw_poses, bounds, images = _read_capture(datadir, factor)
     H, W = images.shape[1:3]
     # The capture's focal length is stored for full resolution; scale it with the image.
-    full_H = raw_poses[0, 0, 4]
-    focal = raw_poses[0, 2, 4] * H / full_H
+    focal = raw_poses[0, 2, 4] * H / raw_poses[0, 0, 4]
 
-    c2w = np.concatenate((raw_poses[:, :, 1:2], -raw_poses[:, :, 0:1], raw_poses[:, :, 2:4]), axis=2)  # [n, 3, 4]
-    scale = 1.0 / (bounds.min() * bd_factor)
-    c2w[:, :3, 3] *= scale
-    bounds = bounds * scale
-    if recenter:
-        c2w = recenter_on_average(c2w)
-    if spherify:
-        c2w, bounds, render = spherify_poses(c2w, bounds)
-    else:
-        render = spiral_path(c2w, bounds)
-
-    n = len(files)
-    i_test = np.arange(n)[::llffhold] if llffhold > 0 else np.array([], dtype=np.int64)
-    i_train = np.setdiff1d(np.arange(n), i_test)
-    if i_train.size == 0:
-        raise SceneError(f"{datadir}: llffhold {llffhold} leaves no training images")
+    c2w, bounds, render = _normalized_poses(raw_poses, bounds, bd_factor, recenter, spherify)
+    i_train, i_val, i_test = _holdout(len(images), llffhold, val_view, datadir)
     near, far = (0.0, 1.0) if ndc else (float(bounds.min() * NO_NDC_NEAR_MARGIN), float(bounds.max()))
     return Scene(
         name=datadir.name,
@@ -137,9 +165,11 @@ def load_llff(
         near=near,
         far=far,
         i_train=as_indices(i_train),
-        i_val=as_indices(i_test),
+        i_val=as_indices(i_val),
         i_test=as_indices(i_test),
         render_c2w=as_tensor(render),
         ndc=ndc,
         background=(0.0, 0.0, 0.0),
+        # NDC maps the frustum into [-1, 1]^3; without it the far bound reaches every point the rays cross.
+        bound=1.0 if ndc else float(far + np.abs(c2w[:, :, 3]).max()),
     )

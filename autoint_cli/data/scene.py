@@ -30,6 +30,8 @@ class Scene:
         render_c2w: float32 [k, 3, 4], the camera path for videos.
         ndc: whether rays are mapped to normalised device coordinates.
         background: the RGB colour behind the scene (white or black for Blender).
+        bound: half the side of an origin-centred cube holding the content that rays cross (in NDC: 1), for
+            models that store features on a grid.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Scene:
     render_c2w: Tensor
     ndc: bool = False
     background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    bound: float = 1.0
 
     def __post_init__(self):
         n = self.images.shape[0]
@@ -78,7 +81,7 @@ class Scene:
                 f"scene {self.name}: {self.images.shape[0]} images of {self.W}x{self.H} px "
                 f"(train {len(self.i_train)}, val {len(self.i_val)}, test {len(self.i_test)})",
                 f"focal {k.fx:.3f} x {k.fy:.3f} px, principal point ({k.cx:.1f}, {k.cy:.1f})",
-                f"near {self.near:g}, far {self.far:g}, ndc {self.ndc}, background {self.background}",
+                f"near {self.near:g}, far {self.far:g}, ndc {self.ndc}, background {self.background}, bound {self.bound:g}",
                 f"render path: {self.render_c2w.shape[0]} cameras",
             ]
         )

@@ -174,10 +174,3 @@ def ensure_demo_scene(out, spec: DemoSceneSpec = DemoSceneSpec()) -> Path:
     logger.warning("%s: demo scene missing; generating it (%dx%d px, %d views)", out, spec.size, spec.size, spec.n_train + spec.n_val + spec.n_test)
     return write_demo_scene(out, spec)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from autoint_cli.cli import demo_scene_main
-
-    sys.exit(demo_scene_main())

@@ -1,0 +1,140 @@
+"""A renderer built once from a model and an immutable settings value: which renderer, at what N or K, how fast.
+
+The :class:`Renderer` owns everything its settings call for (the fused or
+layer-by-layer evaluators of Φ, the compiled chunk function, the chunk size)
+and never changes the model it was given: several renderers of one model,
+fused and not, compiled and not, can be used side by side.
+"""
+import dataclasses
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from .autoint.fused import DEFAULT_CONFIG
+from .autoint.fused import available as fused_available
+from .chunks import ChunkSize, measure_chunk
+from .config import SpeedConfig
+from .fastpath import COMPILE_MODES, autocast, check_precision, compile_module, matmul_precision
+from .models import RadianceField, SceneModel
+from .rays import Rays
+from .render import QUADRATURE_SAMPLES, RENDERERS, RenderOutput, render_integral, render_quadrature
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How a :class:`Renderer` renders.
+
+    Attributes:
+        renderer: ``integral`` (Φ at the N + 1 posts) or ``quadrature`` (grad networks at K samples).
+        n_sections: the integral renderer's N (None: as trained; the learned posts are resampled otherwise).
+        n_samples: the quadrature renderer's K.
+        precision: one of :data:`~autoint_cli.fastpath.PRECISIONS`; Φ and its differences stay float32.
+        compile_mode: torch.compile the whole chunk function in this mode (None: eager).
+        fused_mlp: with bf16 integral renders where Triton runs, Φ's MLP as one fused kernel.
+        chunk: rays rendered together (None: measured on the first view to fit half the free GPU memory).
+    """
+
+    renderer: str = "integral"
+    n_sections: Optional[int] = None
+    n_samples: int = QUADRATURE_SAMPLES
+    precision: str = "fp32"
+    compile_mode: Optional[str] = None
+    fused_mlp: bool = False
+    chunk: Optional[int] = None
+
+    def __post_init__(self):
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"unknown renderer {self.renderer!r}; expected one of {', '.join(RENDERERS)}")
+        check_precision(self.precision)
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {self.compile_mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+
+    def replace(self, **changes) -> "RenderSettings":
+        return dataclasses.replace(self, **changes)
+
+
+class Renderer:
+    """Renders rays of one model with one :class:`RenderSettings`.
+
+    Every choice is made here, once: whether Φ runs fused (logged when it
+    cannot), what is compiled. Calls run without gradients at the settings'
+    precision, restoring the TF32 flags afterwards.
+
+    Args:
+        model: the trained model; read, never changed.
+        background: [3] colour behind the scene, on the device to render on.
+        settings: how to render.
+    """
+
+    def __init__(self, model: SceneModel, background: Tensor, settings: RenderSettings = RenderSettings()):
+        self.settings = settings
+        self.background = background
+        self.device = background.device
+        self.fused = False
+        chunk_fn = self._integral(model) if settings.renderer == "integral" else self._quadrature(model)
+        self._chunk_fn = chunk_fn if settings.compile_mode is None else compile_module(chunk_fn, settings.compile_mode, padding=False)
+        self._chunk: Optional[ChunkSize] = None if settings.chunk is None else ChunkSize(settings.chunk)
+
+    def _integral(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
+        s = self.settings
+        fuse = s.fused_mlp and s.precision == "bf16"
+        if fuse and not fused_available(self.device):
+            logger.info("fused MLP kernel: not on %s here (it needs Triton and a CUDA device); Phi runs as separate layers", self.device)
+            fuse = False
+        evaluators, why = model.field.integral_evaluators(DEFAULT_CONFIG if fuse else None, reduce_output=s.compile_mode is not None)
+        if why:
+            logger.info("fused MLP kernel: not for this model (%s); Phi runs as separate layers", why)
+        self.fused = fuse and not why
+        phi = functools.partial(RadianceField.evaluate, evaluators)
+
+        def render(rays: Rays) -> RenderOutput:
+            with autocast(s.precision, self.device):
+                return render_integral(phi, model.sections, rays, self.background, s.n_sections)
+
+        return render
+
+    def _quadrature(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
+        s = self.settings
+        grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
+
+        def render(rays: Rays) -> RenderOutput:
+            with autocast(s.precision, self.device):
+                return render_quadrature(grad, rays, self.background, s.n_samples)
+
+        return render
+
+    def __call__(self, rays: Rays) -> RenderOutput:
+        """One chunk of rays [n_rays] in one call (compiled renderers keep one shape: see :func:`~autoint_cli.chunks.render_chunks`)."""
+        with torch.no_grad(), matmul_precision(self.settings.precision):
+            return self._chunk_fn(rays)
+
+    @property
+    def chunk(self) -> Optional[int]:
+        """The chunk size in use (None until measured)."""
+        return None if self._chunk is None else self._chunk.rays
+
+    def render(self, rays: Rays) -> RenderOutput:
+        """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after out-of-memory."""
+        if self._chunk is None:
+            self._chunk = ChunkSize(measure_chunk(self, rays, self.device))
+        return self._chunk.render(self, rays)
+
+
+def render_settings(speed: SpeedConfig, run_precision: str, **choice) -> RenderSettings:
+    """The settings of ``autoint-render``/``autoint-eval``'s speed flags, the run's precision unless overridden.
+
+    ``choice``: the renderer's own fields (renderer, n_sections, n_samples).
+    """
+    return RenderSettings(
+        precision=speed.precision or run_precision,
+        compile_mode=speed.compile_mode if speed.compile else None,
+        fused_mlp=speed.fused_mlp,
+        chunk=speed.chunk,
+        **choice,
+    )

@@ -1,0 +1,105 @@
+"""What keeps a training run safe: clean stops on signals, NaN/inf steps skipped and counted, the run folder checked first."""
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..config import ConfigError, TrainConfig, flatten
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stays NaN); the message says what was kept."""
+
+
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a flag the loop checks between steps, so a checkpoint is written before exiting."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def nonfinite_flag(grads: Sequence[Tensor]) -> Tensor:
+    """1.0 when any of ``grads`` holds a NaN or inf (their total norm is not finite), else 0.0: a device tensor, no sync."""
+    return (~torch.isfinite(torch.nn.utils.get_total_norm(grads))).float()
+
+
+class NonfiniteSteps:
+    """Counts, on the device, the steps whose gradients held a NaN or inf; the host reads the counts now and then.
+
+    Each step's flag (from :func:`nonfinite_flag`) also went to fused Adam,
+    which then left the weights and its moments untouched. Reading the
+    counts synchronises with the device, so it happens every few steps.
+    """
+
+    def __init__(self, device: torch.device, limit: int, step: int):
+        self.limit = limit
+        self.skipped = torch.zeros((), device=device)
+        self.streak = torch.zeros((), device=device)
+        self.reported = 0
+        self.since = step
+
+    def record(self, found: Tensor) -> None:
+        """Adds one step's flag (1.0: skipped) to the counts."""
+        self.skipped += found
+        self.streak = (self.streak + 1) * found
+
+    def check(self, step: int, last_saved: Optional[Path]) -> None:
+        """Warns of steps skipped since the last check; stops when ``limit`` came in a row."""
+        skipped, streak = (int(x) for x in torch.stack([self.skipped, self.streak]).tolist())
+        if skipped > self.reported:
+            logger.warning("steps %d-%d: %d with NaN or inf in the loss or gradients; skipped (weights unchanged)", self.since + 1, step, skipped - self.reported)
+            self.reported = skipped
+        self.since = step
+        if streak >= self.limit:
+            kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
+            raise TrainingError(f"{streak} steps in a row with NaN/inf up to step {step}; stopped ({kept}); lower lrate or check the data")
+
+
+def check_run_dir(run_dir: Path, n_parameter_bytes: int) -> None:
+    """Before any training: the run folder can be written, and holds room for a few checkpoints.
+
+    A checkpoint holds the weights and Adam's two moments: about 3x the parameter bytes.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write_check."):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{run_dir}: cannot write the run folder ({err.strerror}); check basedir") from None
+    needed = 3 * 3 * n_parameter_bytes
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError(f"{run_dir}: {free / 2**20:.0f} MiB free, but checkpoints need about {needed / 2**20:.0f} MiB; free space or change basedir")
+
+
+def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[str]) -> None:
+    """config.txt (the file as given) and args.txt (every resolved value, sorted)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config_text is not None:
+        (run_dir / "config.txt").write_text(config_text)
+    lines = [f"{key} = {value}" for key, value in sorted(flatten(config).items())]
+    (run_dir / "args.txt").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,149 @@
+"""The training loop: set a run up (or resume it), take steps, run the periodic actions, stop cleanly.
+
+Each step draws N_rand random pixels of the training views and takes one
+:class:`~autoint_cli.train.step.TrainStep`. The weights are those of the
+integral networks: a checkpoint serves rendering directly.
+"""
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from ..checkpoint import checkpoint_path
+from ..config import ConfigError, TrainConfig
+from ..data import scene_from_config
+from ..distributed import SINGLE, Distributed
+from .guards import NonfiniteSteps, StopRequest, check_run_dir, write_run_files
+from .periodic import Periodic, Reporter, ViewRenders, progress_bar, summary_writer
+from .state import build_model, resolve_for_scene, save_state, setup_state
+from .step import BatchSampler, StepResult, TrainStep
+
+logger = logging.getLogger(__name__)
+
+# Steps between the host's reads of the device-side NaN/inf counters (and, under torchrun, of the stop decision).
+HOST_CHECK_EVERY = 10
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    seconds: float
+    loss: float
+    interrupted_by: Optional[str] = None
+
+
+class Training:
+    """One run of the loop: its state, its step, its periodic actions; rank 0 alone writes the run folder."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, config_text: Optional[str], dist: Distributed):
+        run = config.run
+        self.dist = dist
+        self.run_dir = Path(run.basedir) / run.expname
+        if run.N_rand % dist.world_size:
+            raise ConfigError(f"N_rand {run.N_rand} does not split evenly over {dist.world_size} processes; make it a multiple of {dist.world_size}")
+        scene = scene_from_config(config.data)
+        self.config = config = resolve_for_scene(config, scene)
+        model = build_model(config)
+        if dist.is_main:
+            check_run_dir(self.run_dir, sum(p.numel() * p.element_size() for p in model.parameters()))
+            write_run_files(self.run_dir, config, config_text)
+        self.state = setup_state(config, model, device, self.run_dir)
+        background = torch.tensor(scene.background, device=device)
+        self.step = TrainStep(model, background, run.precision, run.compile, run.chunk, dist)
+        if dist.active and dist.is_main:
+            logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",
+                        dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)
+        self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist)
+        self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
+        self.last_saved = self.state.resumed_from
+        self.last: Optional[StepResult] = None
+        writer = summary_writer(self.run_dir) if dist.is_main else None
+        progress = progress_bar(self.state.step, run.n_iters, run.expname, run.quiet) if dist.is_main else None
+        self.reporter = Reporter(writer, progress, run.N_rand, self.state.step)
+        self.actions = self._actions(ViewRenders(self.state, scene, background, run.precision, run.chunk), writer, len(scene.i_val) > 0)
+
+    def _actions(self, views: ViewRenders, writer, has_val: bool) -> List[Periodic]:
+        """Rank 0's periodic actions, in the order they run after a step."""
+        run = self.config.run
+        if not self.dist.is_main:
+            return []
+        return [
+            Periodic(run.i_img if writer is not None and has_val else 0, lambda step: views.validation(writer, step)),
+            Periodic(run.i_weights, lambda step: self.save()),
+            Periodic(run.i_testset, lambda step: views.test_set(self.run_dir / f"testset_{step:06d}")),
+            Periodic(run.i_video, lambda step: views.video(self.run_dir / f"{run.expname}_spiral_{step:06d}")),
+        ]
+
+    def save(self) -> Path:
+        self.last_saved = save_state(self.state, self.config, self.run_dir)
+        return self.last_saved
+
+    def should_stop(self, stop: StopRequest, start: float) -> bool:
+        """Whether a signal came or time ran out (decided together under torchrun: every few steps only, as it synchronises)."""
+        run = self.config.run
+        if self.dist.active and self.state.step % HOST_CHECK_EVERY:
+            return False
+        out_of_time = bool(run.max_train_seconds) and time.perf_counter() - start >= run.max_train_seconds
+        # Every rank stops at the same step, whichever of them was signalled or ran out of time.
+        signalled, out_of_time = self.dist.max([stop.signal or 0, out_of_time])
+        if signalled:
+            stop.signal = int(signalled)
+            return True
+        if out_of_time:
+            logger.info("stopping at step %d: max_train_seconds %g reached", self.state.step, run.max_train_seconds)
+        return bool(out_of_time)
+
+    def after_step(self, result: StepResult) -> None:
+        """Counts a skipped step, reports at print steps, then runs the periodic actions."""
+        run, step = self.config.run, self.state.step
+        self.nonfinite.record(result.skipped)
+        printing = step % run.i_print == 0 or step == run.n_iters
+        if printing or step % HOST_CHECK_EVERY == 0:
+            self.nonfinite.check(step, self.last_saved)
+        if printing:
+            self.reporter.report(step, self.dist.sum(result.loss).item(), self.state.schedule(step - 1))
+        if self.reporter.progress is not None:
+            self.reporter.progress.update(1)
+        for action in self.actions:
+            action(step)
+
+    def run(self, stop: StopRequest) -> TrainResult:
+        run, start = self.config.run, time.perf_counter()
+        if self.state.step >= run.n_iters:
+            logger.info("%s is already at step %d (n_iters %d): nothing to train", run.expname, self.state.step, run.n_iters)
+        while self.state.step < run.n_iters and not self.should_stop(stop, start):
+            self.last = self.step(self.state, self.sample(self.state.generator))
+            self.after_step(self.last)
+        return self.finish(stop, start)
+
+    def finish(self, stop: StopRequest, start: float) -> TrainResult:
+        """The final checkpoint (unless this step's exists), then the result."""
+        step = self.state.step
+        if self.dist.is_main and self.last_saved != checkpoint_path(self.run_dir, step):
+            self.save()
+        self.dist.barrier()
+        saved = self.last_saved if self.dist.is_main else checkpoint_path(self.run_dir, step)
+        self.reporter.close()
+        loss = self.dist.sum(self.last.loss).item() if self.last is not None else float("nan")
+        interrupted = signal.Signals(stop.signal).name if stop.signal is not None else None
+        return TrainResult(self.run_dir, step, saved, time.perf_counter() - start, loss, interrupted)
+
+
+def train(config: TrainConfig, device: torch.device, config_text: Optional[str] = None, dist: Distributed = SINGLE) -> TrainResult:
+    """Trains (or resumes) the run ``basedir/expname``; returns where it stopped.
+
+    Under torchrun (``dist.world_size`` = K > 1) every rank draws the same
+    global batch of N_rand rays and jitter from the shared seed and trains on
+    its own K-th of it, with gradients averaged by DistributedDataParallel. The
+    step is then the very step one process takes on the whole batch, so a run
+    resumes under any K. Rank 0 alone writes the run folder.
+    """
+    # Installed first: a signal during setup must also end in a clean exit, not a default kill.
+    with StopRequest() as stop:
+        return Training(config, device, config_text, dist).run(stop)

@@ -1,0 +1,156 @@
+"""One training step, callable on its own: a batch of rays in; the loss, its PSNR and whether the step was taken, out.
+
+The step renders the batch with the training renderer (grad networks at M
+stratified samples in each of N sections), takes the mean squared error to
+the pixels, back-propagates in sub-batches of ``chunk`` rays and updates the
+weights with fused Adam, which skips a step whose gradients hold a NaN or inf
+on the device, without a host synchronisation. ``autoint-train``, torchrun and
+``scripts/bench_train.py`` all run this very step.
+"""
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..chunks import chunk_slices
+from ..data import Scene
+from ..distributed import SINGLE, Distributed
+from ..fastpath import autocast, matmul_precision
+from ..models import RadianceField, SceneModel
+from ..rays import Rays, pixel_rays
+from ..render import render_training
+from .guards import nonfinite_flag
+from .state import TrainState
+
+
+@dataclass(frozen=True)
+class Batch:
+    """This process's share of one step's rays.
+
+    Attributes:
+        rays: [n_rays].
+        target: [n_rays, 3] the pixels' colours.
+        jitter: [n_rays, n_sections, samples_per_section] the samples' offsets in their strata, in [0, 1).
+        n_total: rays of the whole step over all processes (the loss is a mean over these).
+    """
+
+    rays: Rays
+    target: Tensor
+    jitter: Tensor
+    n_total: int
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step gives back, as device tensors (reading them synchronises with the device).
+
+    Attributes:
+        loss: [] this process's share of the step's mean squared error (the sum over processes is the loss).
+        skipped: [] 1.0 when the gradients held a NaN or inf and the weights were left unchanged, else 0.0.
+    """
+
+    loss: Tensor
+    skipped: Tensor
+
+    @property
+    def psnr(self) -> Tensor:
+        """[] −10 log10(loss) of this share (of the whole step in a single process)."""
+        return -10 * torch.log10(self.loss.clamp_min(1e-12))
+
+
+class BatchSampler:
+    """Random pixels of the training views and their jitter, from the state's seeded generator.
+
+    Under torchrun every rank draws the same global batch of ``n_rays`` and
+    keeps its own block, so K processes take the step one process takes.
+    """
+
+    def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE):
+        self.scene, self.device, self.n_rays = scene, device, n_rays
+        self.views = scene.i_train.to(device)
+        self.images = scene.images.to(device)
+        self.c2w = scene.c2w.to(device)
+        self.jitter_shape = (n_rays, n_sections, samples_per_section)
+        self.local = dist.split(n_rays)
+
+    def __call__(self, generator: torch.Generator) -> Batch:
+        h, w = self.scene.H, self.scene.W
+        index = torch.randint(0, len(self.views) * h * w, (self.n_rays,), generator=generator, device=generator.device)
+        pixel = index % (h * w)
+        views, rows, cols = (x[self.local] for x in (self.views[index // (h * w)], pixel // w, pixel % w))
+        jitter = torch.rand(self.jitter_shape, generator=generator, device=self.device)[self.local]
+        rays = pixel_rays(self.c2w[views], rows, cols, self.scene.intrinsics, self.scene.near, self.scene.far, self.scene.ndc)
+        return Batch(rays, self.images[views, rows, cols], jitter, self.n_rays)
+
+
+class TrainingForward(nn.Module):
+    """The training renderer as a module's forward, so DistributedDataParallel can hook it; returns rgb [n_rays, 3]."""
+
+    def __init__(self, model: SceneModel, compile_mode: Optional[str] = None):
+        super().__init__()
+        self.model = model
+        self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks(compile_mode))
+
+    def forward(self, rays: Rays, background: Tensor, jitter: Tensor) -> Tensor:
+        return render_training(self.grad, self.model.sections, rays, background, self.model.config.samples_per_section, jitter=jitter).rgb
+
+
+class TrainStep:
+    """Advances a :class:`TrainState` by one step.
+
+    Args:
+        model: the state's model (its grad networks are compiled here when ``compile``, the model left as it was).
+        background: [3] the scene's background colour, on the training device.
+        precision: one of :data:`~autoint_cli.fastpath.PRECISIONS`.
+        compile: torch.compile the grad networks.
+        chunk: rays per forward/backward sub-batch (bounds memory; gradients add up to the whole batch's).
+        dist: this process among torchrun's; gradients are averaged by DistributedDataParallel.
+    """
+
+    def __init__(self, model: SceneModel, background: Tensor, precision: str = "tf32", compile: bool = False, chunk: int = 4096,
+                 dist: Distributed = SINGLE):
+        self.background, self.precision, self.chunk, self.dist = background, precision, chunk, dist
+        self.device = background.device
+        self.forward: nn.Module = TrainingForward(model, "default" if compile else None)
+        if dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Every trainable parameter gets a gradient each step (the model froze the ones that cannot), so DDP need not search for unused ones.
+            self.forward = DistributedDataParallel(self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __call__(self, state: TrainState, batch: Batch) -> StepResult:
+        lr = state.schedule(state.step)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        state.optimizer.zero_grad(set_to_none=True)
+        with matmul_precision(self.precision):
+            loss = self._backward(batch)
+            # Read by Adam.step as torch.amp.GradScaler would set it. The gradients are the same on every rank after the
+            # all-reduce, so every rank takes the same decision.
+            skipped = nonfinite_flag([p.grad for p in self.params if p.grad is not None])
+            state.optimizer.found_inf = skipped
+            state.optimizer.step()
+        state.step += 1
+        return StepResult(loss, skipped)
+
+    def _backward(self, batch: Batch) -> Tensor:
+        """Accumulates the gradients of the batch's loss over sub-batches of ``chunk`` rays; returns this share's loss."""
+        total = torch.zeros((), device=self.device)
+        n_local = batch.target.shape[0]
+        parts = chunk_slices(n_local, self.chunk)
+        for part in parts:
+            # Gradients are all-reduced once per step, on the last sub-batch.
+            last = part is parts[-1]
+            sync = contextlib.nullcontext() if last or not self.dist.active else self.forward.no_sync()
+            with sync:
+                with autocast(self.precision, self.device):
+                    rgb = self.forward(batch.rays[part], self.background, batch.jitter[part])
+                # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
+                loss = torch.sum((rgb.float() - batch.target[part]) ** 2) / (3 * n_local)
+                loss.backward()
+            total += loss.detach() / self.dist.world_size
+        return total

@@ -1,0 +1,91 @@
+"""Whole views of a scene: the rays of a camera, rendered frames with their times, shared out over processes."""
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import Scene
+from .distributed import SINGLE, Distributed, merge_shards
+from .rays import Rays, camera_rays
+from .render import RenderOutput
+from .renderer import Renderer
+
+
+def view_rays(scene: Scene, c2w: Tensor, device: torch.device) -> Rays:
+    """The rays [H, W] of the scene's camera at pose ``c2w`` [3, 4], on ``device``."""
+    return camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc)
+
+
+def split_poses(scene: Scene, split: str) -> Tensor:
+    """Poses of ``test``, ``val``, ``train`` or the video ``path``."""
+    if split == "path":
+        return scene.render_c2w
+    return scene.c2w[scene.split(split)]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], RenderOutput], device: torch.device):
+    """(fn(), milliseconds) with the device synchronised on both sides."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, (time.perf_counter() - start) * 1e3
+
+
+def disparity_image(output: RenderOutput) -> np.ndarray:
+    """Disparity scaled to [0, 1] by its maximum over the view, as a grey image [H, W]."""
+    disp = output.disparity[..., 0].float().cpu().numpy()
+    top = disp.max()
+    return disp / top if top > 0 else disp
+
+
+@dataclass
+class RenderedViews:
+    """Frames of a split or path with their render times.
+
+    ``seconds`` is the wall time of the whole set after warm-up, gathering
+    included, so that n / seconds is the frame rate of all processes together.
+    """
+
+    rgb: List[np.ndarray]
+    disparity: List[np.ndarray]
+    ms_per_frame: List[float]
+    seconds: float = 0.0
+
+    @property
+    def frames_per_sec(self) -> float:
+        return len(self.rgb) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def render_poses(scene: Scene, poses: Tensor, renderer: Renderer, warmup: bool = True, dist: Distributed = SINGLE) -> Optional[RenderedViews]:
+    """Renders every pose; each process first renders its first pose once untimed, to warm up kernels and caches.
+
+    Under several processes each renders every K-th pose and rank 0 gathers
+    them all, in order; the other ranks get None.
+    """
+    device = renderer.device
+    mine = [poses[i] for i in dist.shard(len(poses))]
+    if warmup and mine:
+        renderer.render(view_rays(scene, mine[0], device))
+    dist.barrier()
+    start = time.perf_counter()
+    rgb, disparity, ms_per_frame = [], [], []
+    for c2w in mine:
+        out, ms = timed(lambda: renderer.render(view_rays(scene, c2w, device)), device)
+        rgb.append(out.rgb.float().cpu().numpy())
+        disparity.append(disparity_image(out))
+        ms_per_frame.append(ms)
+    # One process gathers its own lists back; several gather on rank 0.
+    shards = dist.gather((rgb, disparity, ms_per_frame))
+    if shards is None:
+        return None
+    parts = [merge_shards([shard[k] for shard in shards], dist.world_size) for k in range(3)]
+    return RenderedViews(*parts, seconds=time.perf_counter() - start)
