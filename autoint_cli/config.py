@@ -115,6 +115,8 @@ class RunConfig:
     lrate: float = _help("Adam learning rate", default=5e-4)
     lrate_decay: float = _help("learning rate falls 10x every lrate_decay*1000 steps", default=250.0)
     n_iters: int = _help("training steps (0 saves the untrained model)", minimum=0, default=200000)
+    precrop_iters: int = _help("steps that draw pixels from the central crop of each view only (NeRF's precrop)", minimum=0, default=0)
+    precrop_frac: float = _help("the central crop's share of the height and width", default=0.5)
     max_train_seconds: float = _help("stop after this much training time (0: no limit)", minimum=0, default=0.0)
     chunk: int = _help("rays evaluated together (training sub-batches and rendering); lower it when memory runs out", minimum=1, default=4096)
     precision: str = _help("matrix precision (bf16: autocast; Phi stays float32)", choices=PRECISIONS, default="tf32")
@@ -215,6 +217,8 @@ def check_train_config(config: TrainConfig) -> None:
         problem = below_minimum(group, prefix="")
         if problem:
             raise ConfigError(problem)
+    if not 0 < r.precrop_frac <= 1:
+        raise ConfigError(f"precrop_frac must be in (0, 1], got {r.precrop_frac}")
     if not r.lrate > 0:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")
     if not r.lrate_decay > 0:

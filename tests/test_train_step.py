@@ -10,7 +10,7 @@ from autoint_cli.distributed import Distributed
 from autoint_cli.models import RadianceField, SceneModel
 from autoint_cli.rays import Rays
 from autoint_cli.render import render_training
-from autoint_cli.train import Batch, TrainState, TrainStep, setup_state
+from autoint_cli.train import Batch, BatchSampler, TrainState, TrainStep, setup_state
 
 MODEL = ModelConfig(n_sections=4, samples_per_section=2, netdepth=2, netwidth=16, multires=3, multires_views=1, sampler_depth=2, sampler_width=16)
 N_RAYS = 24
@@ -122,3 +122,22 @@ def test_two_gloo_processes_take_the_single_process_step(tmp_path):
             # float32 sums over rays in another order: a few ulps, through one Adam step.
             torch.testing.assert_close(saved["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
     assert os.path.exists(f"{out}.1")
+
+
+def test_precrop_draws_from_the_central_crop_first():
+    """NeRF's precrop: for the first precrop_iters steps, rows and cols stay in the central precrop_frac of the view."""
+    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+    from autoint_cli.data import load_blender
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        scene = load_blender(write_demo_scene(f"{folder}/s", DemoSceneSpec(size=20, n_train=2, n_val=1, n_test=1)))
+    sampler = BatchSampler(scene, torch.device("cpu"), 4000, 4, 2, precrop_iters=5, precrop_frac=0.5)
+    generator = torch.Generator().manual_seed(0)
+    early = sampler._pixels(generator, 4)
+    late = sampler._pixels(generator, 5)
+    assert early[1].min() == 5 and early[1].max() == 14 and early[2].min() == 5 and early[2].max() == 14  # rows/cols 5..14 of 20
+    assert late[1].min() == 0 and late[1].max() == 19 and set(early[0].tolist()) == {0, 1}
+    batch = sampler(generator, 0)
+    pixels = scene.images[early[0][:1], early[1][:1], early[2][:1]]
+    assert batch.target.shape == (4000, 3) and pixels.shape == (1, 3)

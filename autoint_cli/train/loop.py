@@ -59,7 +59,8 @@ class Training:
         if dist.active and dist.is_main:
             logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",
                         dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)
-        self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist)
+        self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist,
+                                   run.precrop_iters, run.precrop_frac)
         self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
         self.last_saved = self.state.resumed_from
         self.last: Optional[StepResult] = None
@@ -118,7 +119,7 @@ class Training:
         if self.state.step >= run.n_iters:
             logger.info("%s is already at step %d (n_iters %d): nothing to train", run.expname, self.state.step, run.n_iters)
         while self.state.step < run.n_iters and not self.should_stop(stop, start):
-            self.last = self.step(self.state, self.sample(self.state.generator))
+            self.last = self.step(self.state, self.sample(self.state.generator, self.state.step))
             self.after_step(self.last)
         return self.finish(stop, start)
 

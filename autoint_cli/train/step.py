@@ -66,21 +66,33 @@ class BatchSampler:
 
     Under torchrun every rank draws the same global batch of ``n_rays`` and
     keeps its own block, so K processes take the step one process takes.
+    For the first ``precrop_iters`` steps pixels come from the central
+    ``precrop_frac`` of each view (NeRF's precrop: early steps see the object,
+    not the empty border, so the field does not settle on empty space).
     """
 
-    def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE):
+    def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
+                 precrop_iters: int = 0, precrop_frac: float = 0.5):
         self.scene, self.device, self.n_rays = scene, device, n_rays
         self.views = scene.i_train.to(device)
         self.images = scene.images.to(device)
         self.c2w = scene.c2w.to(device)
         self.jitter_shape = (n_rays, n_sections, samples_per_section)
         self.local = dist.split(n_rays)
+        self.precrop_iters = precrop_iters
+        h, w = scene.H, scene.W
+        crop_h, crop_w = max(1, int(h * precrop_frac)), max(1, int(w * precrop_frac))
+        self.crop = (h // 2 - crop_h // 2, w // 2 - crop_w // 2, crop_h, crop_w)  # top, left, height, width
 
-    def __call__(self, generator: torch.Generator) -> Batch:
-        h, w = self.scene.H, self.scene.W
+    def _pixels(self, generator: torch.Generator, step: int):
+        """(view, row, col) of ``n_rays`` pixels: anywhere, or in the central crop while ``step`` < precrop_iters."""
+        top, left, h, w = (0, 0, self.scene.H, self.scene.W) if step >= self.precrop_iters else self.crop
         index = torch.randint(0, len(self.views) * h * w, (self.n_rays,), generator=generator, device=generator.device)
         pixel = index % (h * w)
-        views, rows, cols = (x[self.local] for x in (self.views[index // (h * w)], pixel // w, pixel % w))
+        return self.views[index // (h * w)], top + pixel // w, left + pixel % w
+
+    def __call__(self, generator: torch.Generator, step: int = 0) -> Batch:
+        views, rows, cols = (x[self.local] for x in self._pixels(generator, step))
         jitter = torch.rand(self.jitter_shape, generator=generator, device=self.device)[self.local]
         rays = pixel_rays(self.c2w[views], rows, cols, self.scene.intrinsics, self.scene.near, self.scene.far, self.scene.ndc)
         return Batch(rays, self.images[views, rows, cols], jitter, self.n_rays)
