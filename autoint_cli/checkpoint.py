@@ -5,13 +5,13 @@ weights_only=True)`` reads it): the model's state dict (the shared weights of
 the integral and grad networks, and the sampler), the optimizer's, the step,
 the random-number states and the resolved config as ``{key: value}``.
 """
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
+
+from .atomic import atomic_write
 
 CHECKPOINT_NAME = re.compile(r"^(\d{6,})\.pt$")
 
@@ -38,29 +38,12 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
 
 
 def save_checkpoint(path: Path, payload: Dict[str, Any]) -> Path:
-    """Writes ``payload`` to ``path`` via a temp file in the same folder, fsync and rename.
+    """Writes ``payload`` to ``path`` atomically (:func:`~autoint_cli.atomic.atomic_write`: temp file, fsync, rename).
 
     A reader never sees a partial file: until the rename the previous
     checkpoints are the latest, and a crash leaves at most a temp file behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
+    return atomic_write(path, lambda temp: torch.save(payload, temp))
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:

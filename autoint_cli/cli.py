@@ -66,6 +66,10 @@ def _run(prog: str, body: Callable[[], int]) -> int:
     except TrainingError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Outputs are written whole or not at all (autoint_cli.atomic): nothing half-written is left behind.
+        print(f"{prog}: interrupted; no output was left half-written", file=sys.stderr)
+        return 130
 
 
 def scene_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -80,7 +84,8 @@ def scene_main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        scene = scene_from_config(from_namespace(DataConfig, args))
+        # A command that checks never writes: not even the demo scene.
+        scene = scene_from_config(from_namespace(DataConfig, args), write=False)
         print(scene.summary())
         return 0
 

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .atomic import atomic_write, write_text
 from .distributed import SINGLE, Distributed
 from .metrics import LPIPS, psnr, ssim
 from .render import QUADRATURE_SAMPLES
@@ -156,9 +157,7 @@ def write_metrics(metrics: Dict, out: Path) -> List[Path]:
     Another name than metrics.json gives NAME.md and NAME_tradeoff.png, so
     that several evaluations can share a folder.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
-    table = out.with_suffix(".md")
-    table.write_text(metrics_table(metrics))
     plot = out.parent / ("tradeoff.png" if out.stem == "metrics" else f"{out.stem}_tradeoff.png")
-    return [out, table, plot_tradeoff(metrics, plot)]
+    # Each file appears whole or not at all: a full disk or Ctrl-C leaves the previous metrics readable.
+    written = [write_text(out, json.dumps(metrics, indent=2) + "\n"), write_text(out.with_suffix(".md"), metrics_table(metrics))]
+    return written + [atomic_write(plot, lambda temp: plot_tradeoff(metrics, temp))]

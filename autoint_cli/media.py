@@ -1,9 +1,12 @@
-"""Writing rendered images and videos: 8-bit PNG frames and MP4s."""
+"""Writing rendered images and videos: 8-bit PNG frames and MP4s, never left half-written."""
+import importlib.util
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import imageio.v3 as iio
 import numpy as np
+
+from .atomic import atomic_write, staged_files
 
 
 def to8b(image: np.ndarray) -> np.ndarray:
@@ -16,13 +19,27 @@ def grey_to_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(to8b(image)[..., None], 3, -1)
 
 
+def video_writer_missing() -> str:
+    """Why MP4s cannot be written here ("" when they can): imageio writes them through imageio-ffmpeg.
+
+    Without it imageio falls back to another plugin, which fails late and obscurely (TIFF's writer has no fps).
+    """
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        return "imageio-ffmpeg is not installed (pip install imageio-ffmpeg)"
+    return ""
+
+
 def write_video(path: Path, frames: List[np.ndarray], fps: int = 30) -> Path:
-    """An MP4 of 8-bit frames (needs imageio-ffmpeg)."""
+    """An MP4 of 8-bit frames (needs imageio-ffmpeg), written atomically."""
+    missing = video_writer_missing()
+    if missing:
+        raise RuntimeError(f"{path}: cannot write MP4: {missing}")
+    stack = np.stack(frames)
     try:
-        iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
+        return atomic_write(path, lambda temp: iio.imwrite(temp, stack, extension=".mp4", fps=fps, codec="libx264", quality=8,
+                                                          macro_block_size=1))
     except (ImportError, RuntimeError, OSError) as err:
-        raise RuntimeError(f"{path}: cannot write MP4 ({str(err).splitlines()[0]}); is imageio-ffmpeg installed?") from None
-    return path
+        raise RuntimeError(f"{path}: cannot write MP4 ({str(err).splitlines()[0]})") from None
 
 
 def write_videos(stem: Path, rgb: Sequence[np.ndarray], disparity: Sequence[np.ndarray]) -> List[Path]:
@@ -35,16 +52,19 @@ def write_videos(stem: Path, rgb: Sequence[np.ndarray], disparity: Sequence[np.n
 
 def write_frames(out_dir: Path, rgb: Sequence[np.ndarray], disparity: Sequence[np.ndarray], video: bool,
                  names: Optional[List[str]] = None) -> List[Path]:
-    """rgb_XXX.png and disp_XXX.png per view; rgb.mp4 and disp.mp4 with ``video``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, (colour, disp) in enumerate(zip(rgb, disparity)):
-        name = names[i] if names else f"{i:03d}"
-        for kind, image in (("rgb", colour), ("disp", disp)):
-            path = out_dir / f"{kind}_{name}.png"
-            iio.imwrite(path, to8b(image))
-            written.append(path)
-    if video:
-        written.append(write_video(out_dir / "rgb.mp4", [to8b(x) for x in rgb]))
-        written.append(write_video(out_dir / "disp.mp4", [grey_to_rgb(x) for x in disparity]))
-    return written
+    """rgb_XXX.png and disp_XXX.png per view; rgb.mp4 and disp.mp4 with ``video``.
+
+    All are written into a staging folder first and moved into ``out_dir``
+    together at the end: an interrupted write leaves none of them behind.
+    """
+    staged = []
+    with staged_files(out_dir) as staging:
+        for i, (colour, disp) in enumerate(zip(rgb, disparity)):
+            name = names[i] if names else f"{i:03d}"
+            for kind, image in (("rgb", colour), ("disp", disp)):
+                iio.imwrite(staging / f"{kind}_{name}.png", to8b(image))
+                staged.append(f"{kind}_{name}.png")
+        if video:
+            staged.append(write_video(staging / "rgb.mp4", [to8b(x) for x in rgb]).name)
+            staged.append(write_video(staging / "disp.mp4", [grey_to_rgb(x) for x in disparity]).name)
+    return [out_dir / name for name in staged]

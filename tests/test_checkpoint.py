@@ -37,7 +37,8 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     before = first.read_bytes()
 
     def broken_save(obj, f):
-        f.write(b"half a checkpoint")
+        with open(f, "wb") as handle:  # a path or a file object, as torch.save takes either
+            handle.write(b"half a checkpoint")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
@@ -45,6 +46,18 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(checkpoint_path(tmp_path, 2), payload(2))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["000001.pt"]
     assert first.read_bytes() == before and latest_checkpoint(tmp_path) == first
+
+
+def test_checkpoints_take_the_umask_mode(tmp_path):
+    """Like every other file of a run: 0o666 less the umask, not mkstemp's 0o600."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(checkpoint_path(tmp_path, 1), payload(1))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 class Payload:

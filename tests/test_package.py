@@ -37,7 +37,7 @@ PACKAGE = ROOT / "autoint_cli"
 LAYERS = (
     ("core", ("autoint_cli.autoint",)),
     ("basics", ("autoint_cli.rays", "autoint_cli.sampling", "autoint_cli.render", "autoint_cli.fastpath", "autoint_cli.checkpoint",
-                "autoint_cli.distributed", "autoint_cli.metrics", "autoint_cli.media", "autoint_cli.chunks")),
+                "autoint_cli.distributed", "autoint_cli.metrics", "autoint_cli.media", "autoint_cli.chunks", "autoint_cli.atomic")),
     ("config", ("autoint_cli.config",)),
     ("models and data", ("autoint_cli.models", "autoint_cli.data")),
     ("renderers", ("autoint_cli.renderer", "autoint_cli.run_loader", "autoint_cli.views")),

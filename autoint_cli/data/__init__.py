@@ -34,12 +34,12 @@ def loader_options(config: DataConfig) -> Dict[str, Any]:
     return {}
 
 
-def scene_from_config(config: DataConfig) -> Scene:
-    """Loads (generating the demo scene first when asked) and applies near/far overrides."""
+def scene_from_config(config: DataConfig, write: bool = True) -> Scene:
+    """Loads (generating the demo scene first when asked, and ``write`` allows) and applies near/far overrides."""
     if config.generate_demo:
         if config.dataset_type != "blender":
             raise SceneError(f"generate_demo makes a blender scene, but dataset_type is {config.dataset_type!r}")
-        ensure_demo_scene(config.datadir)
+        ensure_demo_scene(config.datadir, write=write)
     scene = load_scene(config.dataset_type, config.datadir, **loader_options(config))
     if config.near is None and config.far is None:
         return scene

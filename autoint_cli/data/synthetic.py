@@ -12,8 +12,12 @@ Over sections k of length δ_k (in distance, i.e. Δt·‖d‖):
 and the PNG stores the straight (un-premultiplied) colour C/α with alpha α, so
 that Blender's white-background compositing rgb·α + (1 − α) gives C + (1 − α).
 """
+import dataclasses
 import json
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -26,6 +30,7 @@ from torch import Tensor
 from ..rays import Intrinsics, Rays, camera_rays
 from .blender import BLENDER_FAR, BLENDER_NEAR
 from .poses import spherical_pose
+from .scene import SceneError
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +154,39 @@ def to_rgba8(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.round(rgba * 255).astype(np.uint8)
 
 
+# Written into every generated scene, so that a folder can be told apart from a user's own before anything is written.
+DEMO_MARKER = ".autoint_demo"
+
+
+def _may_write(out: Path) -> bool:
+    """Whether ``out`` can be (re)generated: absent, empty, or a demo scene of ours."""
+    return not out.exists() or (out.is_dir() and (not any(out.iterdir()) or (out / DEMO_MARKER).is_file()))
+
+
 def write_demo_scene(out, spec: DemoSceneSpec = DemoSceneSpec()) -> Path:
-    """Renders and writes the demo scene (transforms_*.json and PNGs) into ``out``; returns it."""
+    """Renders and writes the demo scene (transforms_*.json, PNGs and the demo marker) into ``out``; returns it.
+
+    The scene is written into a staging folder and moved into place whole. ``out``
+    must be absent, empty or an earlier demo scene: anything else is refused
+    (SceneError) before a file is written.
+    """
     out = Path(out)
+    if not _may_write(out):
+        raise SceneError(f"{out}: exists and is not a demo scene (no {DEMO_MARKER}); refusing to write into it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        _render_demo(staging, spec)
+        (staging / DEMO_MARKER).write_text(json.dumps(dataclasses.asdict(spec)) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _render_demo(out: Path, spec: DemoSceneSpec) -> None:
     intrinsics = Intrinsics.from_focal(spec.size, spec.size, 0.5 * spec.size / np.tan(0.5 * spec.camera_angle_x))
     for split, poses in demo_cameras(spec).items():
         (out / split).mkdir(parents=True, exist_ok=True)
@@ -163,14 +198,20 @@ def write_demo_scene(out, spec: DemoSceneSpec = DemoSceneSpec()) -> Path:
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix.tolist()})
         meta = {"camera_angle_x": spec.camera_angle_x, "frames": frames}
         (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
-    return out
 
 
-def ensure_demo_scene(out, spec: DemoSceneSpec = DemoSceneSpec()) -> Path:
-    """Writes the demo scene into ``out`` unless a complete one is already there."""
+def ensure_demo_scene(out, spec: DemoSceneSpec = DemoSceneSpec(), write: bool = True) -> Path:
+    """The demo scene at ``out``: used as it is when complete, else generated (only into an absent, empty or demo folder).
+
+    With ``write`` False (a command that only checks) a missing scene is an error, never written.
+    """
     out = Path(out)
     if all((out / f"transforms_{s}.json").is_file() for s in ("train", "val", "test")):
         return out
+    if not _may_write(out):
+        raise SceneError(f"{out}: generate_demo is set, but this folder holds something else than a demo scene; "
+                         "refusing to write into it (point datadir elsewhere, or turn generate_demo off)")
+    if not write:
+        raise SceneError(f"{out}: the demo scene is not there yet; autoint-train generates it (or python -m autoint_cli demo --out {out})")
     logger.warning("%s: demo scene missing; generating it (%dx%d px, %d views)", out, spec.size, spec.size, spec.n_train + spec.n_val + spec.n_test)
     return write_demo_scene(out, spec)
-

@@ -1,15 +1,20 @@
 """What keeps a training run safe: clean stops on signals, NaN/inf steps skipped and counted, the run folder checked first."""
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from ..atomic import write_text
+from ..checkpoint import checkpoint_dir
 from ..config import ConfigError, TrainConfig, flatten
 
 logger = logging.getLogger(__name__)
@@ -98,8 +103,67 @@ def check_run_dir(run_dir: Path, n_parameter_bytes: int) -> None:
 
 def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[str]) -> None:
     """config.txt (the file as given) and args.txt (every resolved value, sorted)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     if config_text is not None:
-        (run_dir / "config.txt").write_text(config_text)
+        write_text(run_dir / "config.txt", config_text)
     lines = [f"{key} = {value}" for key, value in sorted(flatten(config).items())]
-    (run_dir / "args.txt").write_text("\n".join(lines) + "\n")
+    write_text(run_dir / "args.txt", "\n".join(lines) + "\n")
+
+
+class RunLock:
+    """An exclusive lock on a run folder while one trainer writes it (``flock`` on ``run_dir/.lock``).
+
+    A second trainer on the same folder is refused at once, naming the
+    process that holds it. The operating system drops the lock when its
+    process dies, so a lock file left by a killed run is simply taken over
+    (said in the log). Renders and evaluations never take it.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / self.NAME
+        self.handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise ConfigError(f"{self.path.parent}: another autoint-train is writing this run folder (process {holder}); "
+                              "wait for it to finish, stop it, or use another expname") from None
+        self.handle.seek(0)
+        previous = self.handle.read().strip()
+        if previous and previous != str(os.getpid()):
+            logger.info("%s: taking over the lock of process %s, which no longer runs", self.path.parent, previous)
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"{os.getpid()}\n")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.close()
+
+
+def set_aside_checkpoints(run_dir: Path) -> Optional[Path]:
+    """For ``no_reload``: moves an earlier run's checkpoints to ``checkpoints_replaced_<time>/`` (said in the log).
+
+    The new run then starts from an empty checkpoints folder, so renders and resumes see only its
+    checkpoints, and nothing of the old run is overwritten or lost. Returns the new folder, if any.
+    """
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    aside = run_dir / f"checkpoints_replaced_{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = run_dir / f"checkpoints_replaced_{time.strftime('%Y%m%d-%H%M%S')}_{n}"
+    os.replace(folder, aside)
+    logger.warning("no_reload: the earlier checkpoints of %s are kept in %s; this run starts afresh", run_dir, aside)
+    return aside

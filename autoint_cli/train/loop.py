@@ -7,6 +7,7 @@ integral networks: a checkpoint serves rendering directly.
 import logging
 import signal
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -17,7 +18,8 @@ from ..checkpoint import checkpoint_path
 from ..config import ConfigError, TrainConfig
 from ..data import scene_from_config
 from ..distributed import SINGLE, Distributed
-from .guards import NonfiniteSteps, StopRequest, check_run_dir, write_run_files
+from ..media import video_writer_missing
+from .guards import NonfiniteSteps, RunLock, StopRequest, check_run_dir, set_aside_checkpoints, write_run_files
 from .periodic import Periodic, Reporter, ViewRenders, progress_bar, summary_writer
 from .state import build_model, resolve_for_scene, save_state, setup_state
 from .step import BatchSampler, StepResult, TrainStep
@@ -41,7 +43,7 @@ class TrainResult:
 class Training:
     """One run of the loop: its state, its step, its periodic actions; rank 0 alone writes the run folder."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, config_text: Optional[str], dist: Distributed):
+    def __init__(self, config: TrainConfig, device: torch.device, config_text: Optional[str], dist: Distributed, resources: ExitStack):
         run = config.run
         self.dist = dist
         self.run_dir = Path(run.basedir) / run.expname
@@ -52,8 +54,13 @@ class Training:
         model = build_model(config)
         if dist.is_main:
             check_run_dir(self.run_dir, sum(p.numel() * p.element_size() for p in model.parameters()))
-            write_run_files(self.run_dir, config, config_text)
+            resources.enter_context(RunLock(self.run_dir))
+            if run.no_reload:
+                set_aside_checkpoints(self.run_dir)
         self.state = setup_state(config, model, device, self.run_dir)
+        finished = self.state.step >= run.n_iters  # a finished run is left exactly as it was
+        if dist.is_main and not finished:  # only once every check has passed (the resume's included)
+            write_run_files(self.run_dir, config, config_text)
         background = torch.tensor(scene.background, device=device)
         self.step = TrainStep(model, background, run.precision, run.compile, run.chunk, dist)
         if dist.active and dist.is_main:
@@ -64,7 +71,7 @@ class Training:
         self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
         self.last_saved = self.state.resumed_from
         self.last: Optional[StepResult] = None
-        writer = summary_writer(self.run_dir) if dist.is_main else None
+        writer = summary_writer(self.run_dir) if dist.is_main and not finished else None
         progress = progress_bar(self.state.step, run.n_iters, run.expname, run.quiet) if dist.is_main else None
         self.reporter = Reporter(writer, progress, run.N_rand, self.state.step)
         self.actions = self._actions(ViewRenders(self.state, scene, background, run.precision, run.chunk), writer, len(scene.i_val) > 0)
@@ -74,11 +81,15 @@ class Training:
         run = self.config.run
         if not self.dist.is_main:
             return []
+        i_video = run.i_video
+        if i_video and video_writer_missing():
+            logger.warning("i_video %d: no videos will be written (%s)", i_video, video_writer_missing())
+            i_video = 0
         return [
-            Periodic(run.i_img if writer is not None and has_val else 0, lambda step: views.validation(writer, step)),
-            Periodic(run.i_weights, lambda step: self.save()),
-            Periodic(run.i_testset, lambda step: views.test_set(self.run_dir / f"testset_{step:06d}")),
-            Periodic(run.i_video, lambda step: views.video(self.run_dir / f"{run.expname}_spiral_{step:06d}")),
+            Periodic(run.i_img if writer is not None and has_val else 0, lambda step: views.validation(writer, step), "the validation render", True),
+            Periodic(run.i_weights, lambda step: self.save(), "the checkpoint"),
+            Periodic(run.i_testset, lambda step: views.test_set(self.run_dir / f"testset_{step:06d}"), "the test-set render", True),
+            Periodic(i_video, lambda step: views.video(self.run_dir / f"{run.expname}_spiral_{step:06d}"), "the path video", True),
         ]
 
     def save(self) -> Path:
@@ -146,5 +157,5 @@ def train(config: TrainConfig, device: torch.device, config_text: Optional[str] 
     resumes under any K. Rank 0 alone writes the run folder.
     """
     # Installed first: a signal during setup must also end in a clean exit, not a default kill.
-    with StopRequest() as stop:
-        return Training(config, device, config_text, dist).run(stop)
+    with StopRequest() as stop, ExitStack() as resources:
+        return Training(config, device, config_text, dist, resources).run(stop)

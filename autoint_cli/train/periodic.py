@@ -25,14 +25,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Periodic:
-    """``action(step)`` every ``every`` steps (never when ``every`` is 0)."""
+    """``action(step)`` every ``every`` steps (never when ``every`` is 0).
+
+    An ``optional`` action (a render for the logs) that fails is logged with
+    a warning and training goes on: an auxiliary output must not cost the run.
+    """
 
     every: int
     action: Callable[[int], None]
+    name: str = ""
+    optional: bool = False
 
     def __call__(self, step: int) -> None:
-        if self.every and step % self.every == 0:
+        if not self.every or step % self.every:
+            return
+        if not self.optional:
             self.action(step)
+            return
+        try:
+            self.action(step)
+        except Exception as err:  # noqa: BLE001 - any failure of an optional output is reported, never fatal
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            logger.warning("step %d: %s failed (%s); training goes on", step, self.name, first)
 
 
 def summary_writer(run_dir: Path):
