@@ -103,7 +103,15 @@ def test_console_script_prints_no_traceback(tmp_path):
 def test_demo_scene_command(tmp_path, capsys):
     assert demo_scene_main(["--out", str(tmp_path / "demo"), "--size", "8", "--n_train", "2", "--n_val", "1", "--n_test", "1"]) == 0
     assert "wrote 4 views of 8x8 px" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["test", "train", "transforms_test.json", "transforms_train.json", "transforms_val.json", "val"]
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        ".autoint_demo", "test", "train", "transforms_test.json", "transforms_train.json", "transforms_val.json", "val"]
+    # Run again over its own scene: allowed (the marker says it is a demo scene); over anything else: refused, untouched.
+    assert demo_scene_main(["--out", str(tmp_path / "demo"), "--size", "8", "--n_train", "2", "--n_val", "1", "--n_test", "1"]) == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "photo.png").write_bytes(b"x")
+    assert demo_scene_main(["--out", str(tmp_path / "mine")]) == 2
+    assert "exists and is not a demo scene" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["photo.png"]
 
 
 def test_demo_scene_module_entry_point(tmp_path):
