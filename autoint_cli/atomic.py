@@ -73,3 +73,22 @@ def staged_files(folder: Path) -> Iterator[Path]:
         _fsync_folder(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replaced_folder(folder: Path) -> Iterator[Path]:
+    """Yields a staging folder beside ``folder``; when the body ends without error, it becomes ``folder`` whole.
+
+    An earlier ``folder`` is removed only then, just before the rename; an
+    interrupted body leaves ``folder`` as it was and removes the staging folder.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        yield staging
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,14 +1,12 @@
 """LLFF (forward-facing) scenes: poses_bounds.npy and images_<factor>/ as NeRF loads them."""
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import List
 
 import imageio.v3 as iio
 import numpy as np
 
+from ..atomic import replaced_folder
 from ..rays import Intrinsics
 from .images import read_image, read_split, resize_area
 from .poses import recenter as recenter_on_average, spherify as spherify_poses, spiral_path
@@ -58,16 +56,12 @@ def _downsampled_folder(datadir: Path, factor: int) -> Path:
         raise SceneError(f"{source}: no images to make images_{factor}/ from")
     logger.warning("%s: images_%d/ missing; making it from images/ (area filter, 1/%d size)", datadir, factor, factor)
     # Written beside the target and renamed when complete, so a killed run leaves no partial cache.
-    staging = Path(tempfile.mkdtemp(prefix=f".images_{factor}.", dir=datadir))
-    try:
+    with replaced_folder(folder) as staging:
         for path in files:
             image = read_image(path)
             size = (int(round(image.shape[0] / factor)), int(round(image.shape[1] / factor)))
             small = np.clip(np.round(resize_area(image, size) * 255), 0, 255).astype(np.uint8)
             iio.imwrite(staging / (path.stem + ".png"), small)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

@@ -15,9 +15,6 @@ that Blender's white-background compositing rgb·α + (1 − α) gives C + (1 �
 import dataclasses
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -27,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..atomic import replaced_folder
 from ..rays import Intrinsics, Rays, camera_rays
 from .blender import BLENDER_FAR, BLENDER_NEAR
 from .poses import spherical_pose
@@ -173,16 +171,9 @@ def write_demo_scene(out, spec: DemoSceneSpec = DemoSceneSpec()) -> Path:
     out = Path(out)
     if not _may_write(out):
         raise SceneError(f"{out}: exists and is not a demo scene (no {DEMO_MARKER}); refusing to write into it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with replaced_folder(out) as staging:
         _render_demo(staging, spec)
         (staging / DEMO_MARKER).write_text(json.dumps(dataclasses.asdict(spec)) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
