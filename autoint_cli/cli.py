@@ -27,9 +27,9 @@ from .config import (
     RenderConfig,
     SpeedConfig,
     add_dataclass_args,
-    below_minimum,
     check_train_config,
     from_namespace,
+    invalid_value,
     train_config_from_namespace,
 )
 from .data import DATASETS, SceneError, scene_from_config
@@ -127,7 +127,7 @@ def _parse_loaded(parser, argv, *groups) -> tuple:
     args = parser.parse_args(argv)
     configs = tuple(from_namespace(cls, args) for cls in groups)
     for config in configs:
-        problem = below_minimum(config)
+        problem = invalid_value(config)
         if problem:
             parser.error(problem)
     return (*configs, args.device)

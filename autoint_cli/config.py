@@ -214,7 +214,7 @@ def check_train_config(config: TrainConfig) -> None:
     """Value checks that a type cannot express; a ConfigError names the key and what it expects."""
     m, r = config.model, config.run
     for group in (m, r):
-        problem = below_minimum(group, prefix="")
+        problem = invalid_value(group, prefix="")
         if problem:
             raise ConfigError(problem)
     if not 0 < r.precrop_frac <= 1:
@@ -223,14 +223,8 @@ def check_train_config(config: TrainConfig) -> None:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")
     if not r.lrate_decay > 0:
         raise ConfigError(f"lrate_decay must be positive, got {r.lrate_decay}")
-    if m.encoding not in ENCODINGS:
-        raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {m.encoding!r}")
     if m.bound < 0:
         raise ConfigError(f"bound must be 0 (the scene's) or positive, got {m.bound}")
-    if m.activation not in MODEL_ACTIVATIONS:
-        raise ConfigError(f"activation must be one of {', '.join(MODEL_ACTIVATIONS)}, got {m.activation!r}")
-    if r.precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {r.precision!r}")
     if not r.expname or Path(r.expname).name != r.expname or r.expname in (".", ".."):
         raise ConfigError(f"expname must be a plain folder name, got {r.expname!r}")
 
@@ -285,12 +279,17 @@ def from_namespace(cls: Type[T], namespace: argparse.Namespace) -> T:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def below_minimum(config: Any, prefix: str = "--") -> Optional[str]:
-    """The first field of ``config`` under its metadata's ``minimum``, as "--name must be at least m, got v"; else None."""
+def invalid_value(config: Any, prefix: str = "--") -> Optional[str]:
+    """The first field of ``config`` outside its metadata's ``minimum`` or ``choices``, as
+    "--name must be at least m, got v" or "--name must be one of a, b, got 'v'"; else None (None values pass)."""
     for f in dataclasses.fields(config):
-        minimum, value = f.metadata.get("minimum"), getattr(config, f.name)
-        values = value if isinstance(value, tuple) else (value,)
-        if minimum is not None and any(v is not None and v < minimum for v in values):
-            bad = next(v for v in values if v is not None and v < minimum)
-            return f"{prefix}{f.name} must be at least {minimum}, got {bad}"
+        value = getattr(config, f.name)
+        values = [v for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
+        minimum, choices = f.metadata.get("minimum"), f.metadata.get("choices")
+        below = [v for v in values if minimum is not None and v < minimum]
+        if below:
+            return f"{prefix}{f.name} must be at least {minimum}, got {below[0]}"
+        outside = [v for v in values if choices is not None and v not in choices]
+        if outside:
+            return f"{prefix}{f.name} must be one of {', '.join(choices)}, got {outside[0]!r}"
     return None

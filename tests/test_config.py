@@ -93,3 +93,20 @@ def test_every_shipped_config_parses_and_passes_the_checks():
         config = train_config_from_namespace(parser.parse_args(["--config", str(path)]))
         check_train_config(config)
         assert config.run.expname and config.data.datadir, path
+
+
+@pytest.mark.parametrize("group, change, message", [
+    ("model", {"activation": "gelu"}, "activation must be one of swish, relu, sine, tanh, softplus, requ, got 'gelu'"),
+    ("model", {"encoding": "triplane"}, "encoding must be one of frequency, hashgrid, got 'triplane'"),
+    ("run", {"precision": "fp8"}, "precision must be one of fp32, tf32, bf16, got 'fp8'"),
+    ("model", {"n_sections": 0}, "n_sections must be at least 1, got 0"),
+])
+def test_check_train_config_reads_choices_and_minimums_from_the_fields(group, change, message):
+    """Configs built in Python (not through the parser) meet the same checks as flags, from the same field metadata."""
+    from autoint_cli.config import ConfigError, ModelConfig, RunConfig, TrainConfig, check_train_config
+
+    parts = {"data": DataConfig(datadir="d"), "model": ModelConfig(), "run": RunConfig(expname="x")}
+    parts[group] = dataclasses.replace(parts[group], **change)
+    with pytest.raises(ConfigError) as error:
+        check_train_config(TrainConfig(**parts))
+    assert str(error.value) == message
