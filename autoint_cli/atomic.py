@@ -29,11 +29,16 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Calls ``write(temp)`` for a temporary path beside ``path`` (same suffix, so writers that go by it still do), then
-    flushes it to disk and renames it to ``path``. On any error the temporary is removed and ``path`` is untouched."""
+    """Calls ``write(temp)`` for a temporary path beside ``path``, then flushes it to disk and renames it to ``path``.
+
+    The temporary ends in ``.tmp``, never in the target's suffix, so that
+    nothing that globs for outputs (``*.pt``, ``*.png``) takes a partial one
+    for the real thing; writers that pick a format by suffix must be told it.
+    On any error the temporary is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temp = Path(name)
     try:

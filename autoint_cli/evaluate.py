@@ -146,7 +146,7 @@ def plot_tradeoff(metrics: Dict, path: Path) -> Path:
     ax.set_title(f"{metrics['scene']}: {metrics['n_views']} {metrics['split']} views, {metrics['device']}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # told, not guessed: atomic writes go through a .tmp name
     plt.close(fig)
     return path
 

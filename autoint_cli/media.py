@@ -36,8 +36,9 @@ def write_video(path: Path, frames: List[np.ndarray], fps: int = 30) -> Path:
         raise RuntimeError(f"{path}: cannot write MP4: {missing}")
     stack = np.stack(frames)
     try:
+        # The temporary's name ends in .tmp: the plugin and ffmpeg's muxer are named rather than guessed from it.
         return atomic_write(path, lambda temp: iio.imwrite(temp, stack, extension=".mp4", fps=fps, codec="libx264", quality=8,
-                                                          macro_block_size=1))
+                                                          macro_block_size=1, output_params=["-f", "mp4"]))
     except (ImportError, RuntimeError, OSError) as err:
         raise RuntimeError(f"{path}: cannot write MP4 ({str(err).splitlines()[0]})") from None
 
