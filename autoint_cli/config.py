@@ -120,7 +120,10 @@ class RunConfig:
     max_train_seconds: float = _help("stop after this much training time (0: no limit)", minimum=0, default=0.0)
     chunk: int = _help("rays evaluated together (training sub-batches and rendering); lower it when memory runs out", minimum=1, default=4096)
     precision: str = _help("matrix precision (bf16: autocast; Phi stays float32)", choices=PRECISIONS, default="tf32")
-    compile: bool = _help("torch.compile the grad networks (CUDA)", default=False)
+    compile: bool = _help("torch.compile each sub-batch's loss and its backward: sampling network, grad networks, compositing (CUDA)",
+                          default=False)
+    compile_mode: str = _help("torch.compile mode with compile; reduce-overhead replays the loss and its backward as CUDA graphs",
+                              choices=COMPILE_MODES, default="default")
     i_print: int = _help("steps between console/TensorBoard scalars", minimum=1, default=100)
     i_img: int = _help("steps between a validation render in TensorBoard", minimum=1, default=500)
     i_weights: int = _help("steps between checkpoints", minimum=1, default=10000)

@@ -22,7 +22,11 @@ from autoint_cli.models import SceneModel
 from autoint_cli.rays import pixel_rays
 from autoint_cli.train import Batch, TrainStep, setup_state
 
-VARIANTS = ("eager_tf32", "compiled_tf32", "compiled_bf16", "compiled_tf32_shared_trunk")
+# <how compiled>_<precision>[_shared_trunk]: eager (no compile), compiled (torch.compile's default mode over each sub-batch's
+# loss and backward), cudagraph (its reduce-overhead mode: the same graphs replayed as CUDA graphs).
+VARIANTS = ("eager_tf32", "compiled_tf32", "compiled_bf16", "compiled_tf32_shared_trunk", "compiled_bf16_shared_trunk",
+            "cudagraph_bf16_shared_trunk")
+COMPILE_MODE = {"eager": None, "compiled": "default", "cudagraph": "reduce-overhead"}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -41,7 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.quick:
         base = replace(base, netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32, n_sections=8, samples_per_section=2)
         args.N_rand, args.chunk, args.steps, args.warmup = 256, 256, 3, 1
-        args.variants = [v for v in args.variants if not v.startswith("compiled")] or ["eager_tf32"]
+        args.variants = [v for v in args.variants if v.startswith("eager")] or ["eager_tf32"]
     size = 400
     intrinsics, c2w = blender_view(size, device)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -51,10 +55,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for variant in args.variants:
         config = replace(base, shared_trunk=variant.endswith("shared_trunk"))
         precision = "bf16" if "bf16" in variant else "tf32"
-        run = RunConfig(expname="bench", N_rand=args.N_rand, chunk=args.chunk, precision=precision, compile=variant.startswith("compiled"))
+        compile_mode = COMPILE_MODE[variant.split("_")[0]]
+        run = RunConfig(expname="bench", N_rand=args.N_rand, chunk=args.chunk, precision=precision, compile=compile_mode is not None,
+                        compile_mode=compile_mode or "default")
         torch.manual_seed(0)
         state = setup_state(TrainConfig(DataConfig(datadir="unused"), config, run), SceneModel(config), device, None)
-        train_step = TrainStep(state.model, torch.ones(3, device=device), run.precision, run.compile, run.chunk)
+        train_step = TrainStep(state.model, torch.ones(3, device=device), run.precision, compile_mode, run.chunk)
         jitter_shape = (args.N_rand, config.n_sections, config.samples_per_section)
 
         def step():

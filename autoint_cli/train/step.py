@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..chunks import chunk_slices
 from ..data import Scene
 from ..distributed import SINGLE, Distributed
-from ..fastpath import autocast, matmul_precision
+from ..fastpath import autocast, compile_module, matmul_precision
 from ..models import RadianceField, SceneModel
 from ..rays import Rays, pixel_rays
 from ..render import render_training
@@ -98,40 +98,51 @@ class BatchSampler:
         return Batch(rays, self.images[views, rows, cols], jitter, self.n_rays)
 
 
-class TrainingForward(nn.Module):
-    """The training renderer as a module's forward, so DistributedDataParallel can hook it; returns rgb [n_rays, 3]."""
+class TrainingLoss(nn.Module):
+    """The training renderer and the squared error as one module, so that one torch.compile graph (and DistributedDataParallel's hooks) covers both.
 
-    def __init__(self, model: SceneModel, compile_mode: Optional[str] = None):
+    ``forward(origins, directions, near, far, target, jitter, background)``
+    takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
+    a compiled graph guards on shapes only) and returns Σ (rgb − target)² over
+    the sub-batch: [].
+    """
+
+    def __init__(self, model: SceneModel):
         super().__init__()
         self.model = model
-        self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks(compile_mode))
+        self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
 
-    def forward(self, rays: Rays, background: Tensor, jitter: Tensor) -> Tensor:
-        return render_training(self.grad, self.model.sections, rays, background, self.model.config.samples_per_section, jitter=jitter).rgb
+    def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor) -> Tensor:
+        rays = Rays(origins, directions, near, far)
+        rgb = render_training(self.grad, self.model.sections, rays, background, self.model.config.samples_per_section, jitter=jitter).rgb
+        return torch.sum((rgb.float() - target) ** 2)
 
 
 class TrainStep:
     """Advances a :class:`TrainState` by one step.
 
     Args:
-        model: the state's model (its grad networks are compiled here when ``compile``, the model left as it was).
+        model: the state's model (left as it was: what is compiled is a new view of it).
         background: [3] the scene's background colour, on the training device.
         precision: one of :data:`~autoint_cli.fastpath.PRECISIONS`.
-        compile: torch.compile the grad networks.
+        compile_mode: torch.compile the whole loss of a sub-batch (sampling network, grad networks, compositing, error) and its
+            backward in this mode (None: eager). ``reduce-overhead`` replays them as CUDA graphs: the sub-batches have one shape.
         chunk: rays per forward/backward sub-batch (bounds memory; gradients add up to the whole batch's).
         dist: this process among torchrun's; gradients are averaged by DistributedDataParallel.
     """
 
-    def __init__(self, model: SceneModel, background: Tensor, precision: str = "tf32", compile: bool = False, chunk: int = 4096,
+    def __init__(self, model: SceneModel, background: Tensor, precision: str = "tf32", compile_mode: Optional[str] = None, chunk: int = 4096,
                  dist: Distributed = SINGLE):
         self.background, self.precision, self.chunk, self.dist = background, precision, chunk, dist
         self.device = background.device
-        self.forward: nn.Module = TrainingForward(model, "default" if compile else None)
+        loss = TrainingLoss(model)
+        self.loss: nn.Module = loss if compile_mode is None else compile_module(loss, compile_mode)
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel
 
-            # Every trainable parameter gets a gradient each step (the model froze the ones that cannot), so DDP need not search for unused ones.
-            self.forward = DistributedDataParallel(self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # Around the compiled module, so that DDP's hooks stay outside the graphs. Every trainable parameter gets a gradient
+            # each step (the model froze the ones that cannot), so DDP need not search for unused ones.
+            self.loss = DistributedDataParallel(self.loss, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.params = [p for p in model.parameters() if p.requires_grad]
 
     def __call__(self, state: TrainState, batch: Batch) -> StepResult:
@@ -157,12 +168,13 @@ class TrainStep:
         for part in parts:
             # Gradients are all-reduced once per step, on the last sub-batch.
             last = part is parts[-1]
-            sync = contextlib.nullcontext() if last or not self.dist.active else self.forward.no_sync()
+            sync = contextlib.nullcontext() if last or not self.dist.active else self.loss.no_sync()
+            rays = batch.rays[part]
             with sync:
                 with autocast(self.precision, self.device):
-                    rgb = self.forward(batch.rays[part], self.background, batch.jitter[part])
+                    squared = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part], self.background)
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
-                loss = torch.sum((rgb.float() - batch.target[part]) ** 2) / (3 * n_local)
+                loss = squared / (3 * n_local)
                 loss.backward()
             total += loss.detach() / self.dist.world_size
         return total
