@@ -117,6 +117,8 @@ class RunConfig:
     n_iters: int = _help("training steps (0 saves the untrained model)", minimum=0, default=200000)
     precrop_iters: int = _help("steps that draw pixels from the central crop of each view only (NeRF's precrop)", minimum=0, default=0)
     precrop_frac: float = _help("the central crop's share of the height and width", default=0.5)
+    raw_noise_std: float = _help("deviation of Gaussian noise added to each section's raw density while training (NeRF's regulariser)",
+                                 minimum=0, default=0.0)
     max_train_seconds: float = _help("stop after this much training time (0: no limit)", minimum=0, default=0.0)
     chunk: int = _help("rays evaluated together (training sub-batches and rendering); lower it when memory runs out", minimum=1, default=4096)
     precision: str = _help("matrix precision (bf16: autocast; Phi stays float32)", choices=PRECISIONS, default="tf32")

@@ -96,18 +96,22 @@ QUADRATURE_SAMPLES = 128
 
 def render_training(
     grad: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, samples_per_section: int,
-    generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None, sigma_noise: Optional[Tensor] = None,
 ) -> RenderOutput:
     """The training renderer: grad networks at M stratified samples per section, section means.
 
     The samples' offsets in their strata come from ``jitter`` [*rays, N, M] in
     [0, 1) when given, else are drawn from ``generator`` (midpoints without either).
+    ``sigma_noise`` [*rays, N], when given, is added to each section's raw mean
+    density before the relu (NeRF's ``raw_noise_std`` regulariser, per section).
     """
     sections = sections_fn(rays)
     m = samples_per_section
     t = stratified_samples(sections, m, generator, jitter)  # [*rays, N, M]
     raw = grad(rays, t.flatten(-2))  # [*rays, N·M, 4]
     means = raw.unflatten(-2, (sections.n_sections, m)).mean(-2)  # [*rays, N, 4]
+    if sigma_noise is not None:
+        means = torch.cat((means[..., :1] + sigma_noise[..., None], means[..., 1:]), -1)
     sigma, rgb = activate(means)
     return composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
 

@@ -150,6 +150,25 @@ def test_training_renderer_trains_the_sampler_too():
     assert model.field.networks[0].body[1][0].weight.grad.abs().sum() > 0
 
 
+def test_sigma_noise_shifts_each_sections_raw_density():
+    """raw_noise_std's noise ε_k is added to section k's mean raw σ: the same as a grad network whose σ is raised by ε_k there (float64)."""
+    model = small_model()
+    rays, jitter = random_rays(), torch.rand(9, 8, 2, dtype=F64)
+    noise = torch.randn(9, 8, dtype=F64, generator=torch.Generator().manual_seed(3))
+
+    def raised(rays_, t):
+        raw = model.field.grad(rays_, t)
+        # t holds M = 2 samples of each section in a row: both get their section's ε.
+        return torch.cat((raw[..., :1] + noise.repeat_interleave(2, -1)[..., None], raw[..., 1:]), -1)
+
+    background = torch.ones(3, dtype=F64)
+    noisy = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter, sigma_noise=noise)
+    expected = render_training(raised, model.sections, rays, background, 2, jitter=jitter)
+    plain = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter)
+    torch.testing.assert_close(noisy.rgb, expected.rgb, rtol=1e-12, atol=1e-12)
+    assert (noisy.rgb - plain.rgb).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("shared_trunk", [False, True])
 def test_every_trainable_parameter_gets_a_gradient_and_only_output_biases_are_frozen(shared_trunk):
     """DistributedDataParallel runs without searching for unused parameters: this is what it relies on."""

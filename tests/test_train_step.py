@@ -125,7 +125,7 @@ def test_two_gloo_processes_take_the_single_process_step(tmp_path):
 
 
 def test_precrop_draws_from_the_central_crop_first():
-    """NeRF's precrop: for the first precrop_iters steps, rows and cols stay in the central precrop_frac of the view."""
+    """NeRF's precrop: for the first precrop_iters steps, rows and cols stay in the central precrop_frac of the view; raw_noise_std's noise."""
     from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
     from autoint_cli.data import load_blender
     import tempfile
@@ -140,7 +140,10 @@ def test_precrop_draws_from_the_central_crop_first():
     assert late[1].min() == 0 and late[1].max() == 19 and set(early[0].tolist()) == {0, 1}
     batch = sampler(generator, 0)
     pixels = scene.images[early[0][:1], early[1][:1], early[2][:1]]
-    assert batch.target.shape == (4000, 3) and pixels.shape == (1, 3)
+    assert batch.target.shape == (4000, 3) and pixels.shape == (1, 3) and batch.sigma_noise is None
+    noisy = BatchSampler(scene, torch.device("cpu"), 4000, 4, 2, raw_noise_std=2.0)(generator, 0)
+    # 16,000 normal draws: the sample deviation is within 3% of 2 (about 5 standard errors).
+    assert noisy.sigma_noise.shape == (4000, 4) and abs(noisy.sigma_noise.std().item() - 2.0) < 0.06
 
 
 def test_the_compiled_step_takes_the_eager_step():

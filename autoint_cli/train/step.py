@@ -35,12 +35,14 @@ class Batch:
         target: [n_rays, 3] the pixels' colours.
         jitter: [n_rays, n_sections, samples_per_section] the samples' offsets in their strata, in [0, 1).
         n_total: rays of the whole step over all processes (the loss is a mean over these).
+        sigma_noise: [n_rays, n_sections] noise added to the sections' raw mean density (``raw_noise_std``), or None.
     """
 
     rays: Rays
     target: Tensor
     jitter: Tensor
     n_total: int
+    sigma_noise: Optional[Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,13 @@ class BatchSampler:
     For the first ``precrop_iters`` steps pixels come from the central
     ``precrop_frac`` of each view (NeRF's precrop: early steps see the object,
     not the empty border, so the field does not settle on empty space).
+    With ``raw_noise_std`` > 0 each section's raw density also gets Gaussian
+    noise of that deviation (NeRF's regulariser against floaters).
     """
 
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
-                 precrop_iters: int = 0, precrop_frac: float = 0.5):
-        self.scene, self.device, self.n_rays = scene, device, n_rays
+                 precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0):
+        self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
         self.views = scene.i_train.to(device)
         self.images = scene.images.to(device)
         self.c2w = scene.c2w.to(device)
@@ -94,14 +98,17 @@ class BatchSampler:
     def __call__(self, generator: torch.Generator, step: int = 0) -> Batch:
         views, rows, cols = (x[self.local] for x in self._pixels(generator, step))
         jitter = torch.rand(self.jitter_shape, generator=generator, device=self.device)[self.local]
+        noise = None
+        if self.raw_noise_std > 0:
+            noise = self.raw_noise_std * torch.randn(self.jitter_shape[:2], generator=generator, device=self.device)[self.local]
         rays = pixel_rays(self.c2w[views], rows, cols, self.scene.intrinsics, self.scene.near, self.scene.far, self.scene.ndc)
-        return Batch(rays, self.images[views, rows, cols], jitter, self.n_rays)
+        return Batch(rays, self.images[views, rows, cols], jitter, self.n_rays, noise)
 
 
 class TrainingLoss(nn.Module):
     """The training renderer and the squared error as one module, so that one torch.compile graph (and DistributedDataParallel's hooks) covers both.
 
-    ``forward(origins, directions, near, far, target, jitter, background)``
+    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only) and returns Σ (rgb − target)² over
     the sub-batch: [].
@@ -112,9 +119,11 @@ class TrainingLoss(nn.Module):
         self.model = model
         self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
 
-    def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor) -> Tensor:
+    def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor,
+                sigma_noise: Optional[Tensor] = None) -> Tensor:
         rays = Rays(origins, directions, near, far)
-        rgb = render_training(self.grad, self.model.sections, rays, background, self.model.config.samples_per_section, jitter=jitter).rgb
+        m = self.model.config.samples_per_section
+        rgb = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise).rgb
         return torch.sum((rgb.float() - target) ** 2)
 
 
@@ -170,9 +179,10 @@ class TrainStep:
             last = part is parts[-1]
             sync = contextlib.nullcontext() if last or not self.dist.active else self.loss.no_sync()
             rays = batch.rays[part]
+            noise = None if batch.sigma_noise is None else batch.sigma_noise[part]
             with sync:
                 with autocast(self.precision, self.device):
-                    squared = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part], self.background)
+                    squared = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part], self.background, noise)
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
                 loss = squared / (3 * n_local)
                 loss.backward()
