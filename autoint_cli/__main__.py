@@ -1,12 +1,22 @@
 """``python -m autoint_cli train|render|eval|scene|demo ...``: the console scripts without installing them."""
 import sys
 
-from .cli import demo_scene_main, eval_main, render_main, scene_main, train_main
+NAMES = ("train", "render", "eval", "scene", "demo")
 
-COMMANDS = {"train": train_main, "render": render_main, "eval": eval_main, "scene": scene_main, "demo": demo_scene_main}
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in NAMES:
+        print(f"usage: python -m autoint_cli {{{','.join(NAMES)}}} [options]", file=sys.stderr)
+        return 2
+    try:
+        # torch takes seconds to import: a Ctrl-C meanwhile ends in one line too.
+        from . import cli
+    except KeyboardInterrupt:
+        print(f"autoint-{sys.argv[1]}: interrupted while starting; nothing was written", file=sys.stderr)
+        return 130
+    commands = {"train": cli.train_main, "render": cli.render_main, "eval": cli.eval_main, "scene": cli.scene_main, "demo": cli.demo_scene_main}
+    return commands[sys.argv[1]](sys.argv[2:])
+
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(f"usage: python -m autoint_cli {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]))
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """Chunks of rays: equal-size pieces of a batch, the chunk size that fits a GPU, and halving it after out-of-memory."""
 import logging
 import math
-from typing import Callable, List
+import os
+from typing import Callable, List, Optional
 
 import torch
 
@@ -63,31 +64,62 @@ def chunk_for_memory(bytes_per_ray: float, free_bytes: float, fraction: float = 
     """The largest power of two n with n · bytes_per_ray ≤ fraction · free_bytes, clamped to [smallest, largest].
 
     A power of two keeps chunks a multiple of the GEMM tile sizes; the upper
-    bound is where larger chunks stop paying on current GPUs.
+    bound is where larger chunks stop paying on current GPUs. ``smallest``
+    gives way when fewer rays than that fit. One ray that does not fit is
+    refused (MemoryError with the figures).
     """
     if bytes_per_ray <= 0:
         return largest
     fits = fraction * free_bytes / bytes_per_ray
-    n = 1 << max(0, math.floor(math.log2(fits))) if fits >= 1 else 1
-    return int(min(max(n, smallest), largest))
+    if fits < 1:
+        raise MemoryError(f"one ray needs about {bytes_per_ray / 2**30:.3g} GiB, more than the {fraction * free_bytes / 2**30:.3g} GiB "
+                          f"this render may use ({fraction:.0%} of what is free)")
+    n = 1 << math.floor(math.log2(fits))
+    return int(min(max(n, min(smallest, n)), largest))
 
 
-CPU_CHUNK = 32768
+def available_memory(device: torch.device) -> Optional[float]:
+    """Bytes free for a render on ``device``: on CUDA what is free plus PyTorch's cached blocks; on the CPU the available
+    physical memory (None where the OS does not say)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
-def measure_chunk(render: Callable[[Rays], RenderOutput], rays: Rays, device: torch.device, probe: int = 4096, fraction: float = 0.5) -> int:
+def check_one_ray_fits(samples_per_ray: int, bytes_per_sample: float, device: torch.device, fraction: float = 0.5) -> None:
+    """Refuses (MemoryError) a render whose single ray would need more than ``fraction`` of the memory available, before any
+    allocation: a huge N or K would otherwise fail deep inside a layer, or wake the OS's out-of-memory killer."""
+    free = available_memory(device)
+    if free is not None:
+        chunk_for_memory(samples_per_ray * bytes_per_sample, free, fraction)
+
+
+# Network evaluations per chunk on the CPU (32768 rays at N = 16), and in the GPU's probe (4096 rays at K = 128).
+CPU_SAMPLES = 32768 * 17
+PROBE_SAMPLES = 4096 * 129
+
+
+def measure_chunk(render: Callable[[Rays], RenderOutput], rays: Rays, device: torch.device, samples_per_ray: int = 17,
+                  probe: int = 4096, fraction: float = 0.5) -> int:
     """A chunk size for ``render`` on this device, chosen by measuring.
 
-    On CUDA: renders ``probe`` of ``rays`` eagerly (compiled networks too, so
-    that no second shape is compiled), takes the peak memory it needed per
-    ray, and fits the chunk in ``fraction`` of what is free (free on the
-    device plus PyTorch's cached blocks). On the CPU memory is rarely the
-    limit: :data:`CPU_CHUNK`.
+    On CUDA: renders a probe of ``rays`` eagerly (at most ``probe`` rays and
+    :data:`PROBE_SAMPLES` evaluations; compiled networks too, so that no
+    second shape is compiled), takes the peak memory it needed per ray, and
+    fits the chunk in ``fraction`` of what is free (free on the device plus
+    PyTorch's cached blocks). On the CPU memory is rarely the limit: chunks
+    of at most :data:`CPU_SAMPLES` network evaluations (a power of two of
+    rays, 32768 at N = 16). Either way a huge N or K
+    gives small chunks rather than an allocation failure.
     """
     if device.type != "cuda":
-        return CPU_CHUNK
+        return 1 << int(math.log2(max(1, CPU_SAMPLES // samples_per_ray)))
     flat = rays.reshape(-1)
-    flat = flat[torch.arange(min(probe, flat.shape[0]), device=flat.origins.device)]
+    flat = flat[torch.arange(max(1, min(probe, PROBE_SAMPLES // samples_per_ray, flat.shape[0])), device=flat.origins.device)]
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
@@ -95,8 +127,7 @@ def measure_chunk(render: Callable[[Rays], RenderOutput], rays: Rays, device: to
         render(flat)
     torch.cuda.synchronize(device)
     per_ray = (torch.cuda.max_memory_allocated(device) - before) / flat.shape[0]
-    free, _ = torch.cuda.mem_get_info(device)
-    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    chunk = chunk_for_memory(per_ray, free + cached, fraction)
-    logger.info("chunk %d rays (%.1f KiB per ray measured, %.1f GiB free)", chunk, per_ray / 1024, (free + cached) / 2**30)
+    free = available_memory(device)
+    chunk = chunk_for_memory(per_ray, free, fraction)
+    logger.info("chunk %d rays (%.1f KiB per ray measured, %.1f GiB free)", chunk, per_ray / 1024, free / 2**30)
     return chunk

@@ -66,10 +66,28 @@ def _run(prog: str, body: Callable[[], int]) -> int:
     except TrainingError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        print(f"{prog}: error: out of memory ({_first_line(err)}); lower --n_sections, --n_samples or --chunk", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err):
+            raise
+        print(f"{prog}: error: out of memory ({_first_line(err)}); lower --n_sections, --n_samples or --chunk", file=sys.stderr)
+        return 1
+    except OSError as err:
+        # A full disk or a folder that cannot be written, met while writing outputs: they are atomic, so the earlier files stand.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{prog}: error: {where}{err.strerror or err}; earlier outputs were left as they were", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # Outputs are written whole or not at all (autoint_cli.atomic): nothing half-written is left behind.
         print(f"{prog}: interrupted; no output was left half-written", file=sys.stderr)
         return 130
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def scene_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -81,6 +99,10 @@ def scene_main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--config", is_config_file=True, help="config file (key = value)")
     add_dataclass_args(parser, DataConfig, "data", CHOICES)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, item in enumerate(argv[:-1]):
+        if item == "--config":
+            _config_text(parser, Path(argv[i + 1]))
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -191,21 +213,30 @@ def _check_keys(parser, argv: Sequence[str]) -> None:
         elif item.startswith("--config="):
             config_path = item.split("=", 1)[1]
     if config_path is not None:
-        path = Path(config_path)
-        if not path.is_file():
-            parser.error(f"{path}: config file not found")
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(_config_text(parser, Path(config_path)).splitlines(), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
             key = re.split(r"[=:\s]", text, maxsplit=1)[0].strip()
             if key not in known:
-                parser.error(f"{path}:{number}: unknown key '{key}'{_closest(key, known)}")
+                parser.error(f"{config_path}:{number}: unknown key '{key}'{_closest(key, known)}")
     for item in argv:
         if item.startswith("--"):
             key = item[2:].split("=", 1)[0]
             if key not in known and key != "help":
                 parser.error(f"unknown option --{key}{_closest(key, known)}")
+
+
+def _config_text(parser, path: Path) -> str:
+    """The text of a config file, or one line naming it when it is missing or not UTF-8 text."""
+    if not path.is_file():
+        parser.error(f"{path}: config file not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        parser.error(f"{path}: not a UTF-8 text file (byte 0x{err.object[err.start]:02x} at offset {err.start})")
+    except OSError as err:
+        parser.error(f"{path}: cannot read the config file ({err.strerror})")
 
 
 def _closest(key: str, known: Sequence[str]) -> str:
@@ -227,7 +258,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         config = train_config_from_namespace(args)
         check_train_config(config)
-        config_text = Path(args.config).read_text() if args.config else None
+        config_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
         with _distributed(args.device) as (dist, device):
             result = train(config, device, config_text, dist)
         code = 128 + int(getattr(signal, result.interrupted_by)) if result.interrupted_by else 0
@@ -246,6 +277,21 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     return _run("autoint-train", body)
 
 
+def _check_output(path: Path, folder: bool) -> None:
+    """Refuses, before any rendering, an output that could not be written: a file where a folder goes (or the reverse), or a
+    location that is not writable."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path}: a file is in the way; expected a folder (new or earlier output)")
+    if not folder and path.is_dir():
+        raise ConfigError(f"--out {path}: is a folder; expected a file name such as {path / 'metrics.json'}")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{existing}: not writable, so {path} cannot be written; choose another --out")
+
+
 def render_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-render --expdir logs/<expname> [...]``: PNG frames (and MP4) of a split or the camera path."""
     parser = ArgumentParser(prog="autoint-render", description="Render a trained run's test/val/train views or its camera path.")
@@ -254,16 +300,19 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         with _distributed(device_name) as (dist, device):
             run = load_run(load.expdir, device, load.ckpt, load.testskip)
+            out = options.out or load.expdir / f"render_{options.split}_{run.step:06d}"
+            _check_output(out, folder=True)
             poses = split_poses(run.scene, options.split)[: load.max_views]
             settings = render_settings(speed, run.config.run.precision, renderer=options.renderer, n_sections=options.n_sections,
                                        n_samples=options.n_samples)
             renderer = Renderer(run.model, torch.tensor(run.scene.background, device=device), settings)
+            what = f"N={options.n_sections or run.config.model.n_sections}" if options.renderer == "integral" else f"K={options.n_samples}"
+            logging.getLogger(__name__).info("rendering %d %s views (%dx%d, %s %s) to %s", len(poses), options.split, run.scene.W, run.scene.H,
+                                             options.renderer, what, out)
             views = render_poses(run.scene, poses, renderer, dist=dist)
         if views is None:  # another rank than 0: rank 0 writes the files
             return 0
-        out = options.out or load.expdir / f"render_{options.split}_{run.step:06d}"
         write_frames(out, views.rgb, views.disparity, options.split == "path" if options.video is None else options.video)
-        what = f"N={options.n_sections or run.config.model.n_sections}" if options.renderer == "integral" else f"K={options.n_samples}"
         ms = sum(views.ms_per_frame) / len(views.ms_per_frame)
         procs = f", {dist.world_size} processes" if dist.active else ""
         print(f"{len(poses)} {options.split} views, {options.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}), "
@@ -280,12 +329,14 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> int:
         with _distributed(device_name) as (dist, device):
+            out = options.out or load.expdir / "metrics.json"
+            _check_output(out, folder=False)
             run = load_run(load.expdir, device, load.ckpt, load.testskip)
             base = render_settings(speed, run.config.run.precision)
             metrics = evaluate(run, device, base, options.n_sections, options.quadrature_samples, options.split, load.max_views, dist)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics
             return 0
-        written = write_metrics(metrics, options.out or load.expdir / "metrics.json")
+        written = write_metrics(metrics, out)
         print(metrics_table(metrics), end="")
         print("wrote " + ", ".join(str(p) for p in written))
         return 0

@@ -129,6 +129,8 @@ class RunConfig:
     i_print: int = _help("steps between console/TensorBoard scalars", minimum=1, default=100)
     i_img: int = _help("steps between a validation render in TensorBoard", minimum=1, default=500)
     i_weights: int = _help("steps between checkpoints", minimum=1, default=10000)
+    keep_checkpoints: int = _help("checkpoints kept: the latest K (0: all), besides every i_keep-th step's", minimum=0, default=5)
+    i_keep: int = _help("steps between checkpoints that are kept for good, whatever keep_checkpoints says (0: none)", minimum=0, default=0)
     i_testset: int = _help("steps between test-set renders (0: never)", minimum=0, default=50000)
     i_video: int = _help("steps between path videos (0: never)", minimum=0, default=50000)
     no_reload: bool = _help("start afresh instead of resuming from the latest checkpoint", default=False)
@@ -163,7 +165,7 @@ class LoadConfig:
 class SpeedConfig:
     """How fast a trained run is rendered: the renderer's fast paths (autoint_cli.renderer.RenderSettings)."""
 
-    chunk: Optional[int] = _help("rays rendered together (auto: measured to fit half the free GPU memory; 32768 on the CPU)",
+    chunk: Optional[int] = _help("rays rendered together (auto: measured to fit half the free GPU memory; 32768 on the CPU at N = 16)",
                                  parse=parse_chunk, metavar="N|auto", default=None)
     precision: Optional[str] = _help("matrix precision (default: the run's; bf16 keeps Phi and its differences in float32)",
                                      choices=PRECISIONS, default=None)

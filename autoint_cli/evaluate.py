@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .atomic import atomic_write, write_text
+from .atomic import staged_files
 from .distributed import SINGLE, Distributed
 from .metrics import LPIPS, psnr, ssim
 from .render import QUADRATURE_SAMPLES
@@ -158,6 +158,11 @@ def write_metrics(metrics: Dict, out: Path) -> List[Path]:
     that several evaluations can share a folder.
     """
     plot = out.parent / ("tradeoff.png" if out.stem == "metrics" else f"{out.stem}_tradeoff.png")
-    # Each file appears whole or not at all: a full disk or Ctrl-C leaves the previous metrics readable.
-    written = [write_text(out, json.dumps(metrics, indent=2) + "\n"), write_text(out.with_suffix(".md"), metrics_table(metrics))]
-    return written + [atomic_write(plot, lambda temp: plot_tradeoff(metrics, temp))]
+    table = out.with_suffix(".md")
+    # The three are written in a staging folder and moved into place together: a full disk or Ctrl-C leaves the previous
+    # metrics as they were, all three of them, never a new JSON beside an old table.
+    with staged_files(out.parent) as staging:
+        (staging / out.name).write_text(json.dumps(metrics, indent=2) + "\n")
+        (staging / table.name).write_text(metrics_table(metrics))
+        plot_tradeoff(metrics, staging / plot.name)
+    return [out, table, plot]

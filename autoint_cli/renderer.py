@@ -16,8 +16,8 @@ from torch import Tensor
 
 from .autoint.fused import DEFAULT_CONFIG
 from .autoint.fused import available as fused_available
-from .chunks import ChunkSize, measure_chunk
-from .config import SpeedConfig
+from .chunks import ChunkSize, check_one_ray_fits, measure_chunk
+from .config import ConfigError, SpeedConfig
 from .fastpath import COMPILE_MODES, autocast, check_precision, compile_module, matmul_precision
 from .models import RadianceField, SceneModel
 from .rays import Rays
@@ -80,6 +80,16 @@ class Renderer:
         chunk_fn = self._integral(model) if settings.renderer == "integral" else self._quadrature(model)
         self._chunk_fn = chunk_fn if settings.compile_mode is None else compile_module(chunk_fn, settings.compile_mode, padding=False)
         self._chunk: Optional[ChunkSize] = None if settings.chunk is None else ChunkSize(settings.chunk)
+        # Network evaluations per ray: Φ at the N + 1 posts, or the grad networks at K samples.
+        self.samples_per_ray = (settings.n_sections or model.config.n_sections) + 1 if settings.renderer == "integral" else settings.n_samples
+        # A generous bound on the live float32 values of one evaluation of each field network (its input features and a few
+        # layers' activations): about 4x the peak measured for the 10x256 networks on an H200.
+        bytes_per_sample = 4.0 * len(model.field.networks) * (3 * model.config.netwidth + 256)
+        try:
+            check_one_ray_fits(self.samples_per_ray, bytes_per_sample, self.device)
+        except MemoryError as err:
+            option = f"n_sections {self.samples_per_ray - 1}" if settings.renderer == "integral" else f"n_samples {settings.n_samples}"
+            raise ConfigError(f"{option}: {err}") from None
 
     def _integral(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
         s = self.settings
@@ -122,7 +132,7 @@ class Renderer:
     def render(self, rays: Rays) -> RenderOutput:
         """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after out-of-memory."""
         if self._chunk is None:
-            self._chunk = ChunkSize(measure_chunk(self, rays, self.device))
+            self._chunk = ChunkSize(measure_chunk(self, rays, self.device, self.samples_per_ray))
         return self._chunk.render(self, rays)
 
 

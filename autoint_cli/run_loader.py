@@ -2,11 +2,11 @@
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .checkpoint import CheckpointError, check_shapes, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, unflatten
 from .data import Scene, scene_from_config
 from .models import SceneModel
@@ -21,17 +21,6 @@ class LoadedRun:
     scene: Scene
     step: int
     checkpoint: Path
-
-
-def _check_shapes(path: Path, model: SceneModel, weights: Dict) -> None:
-    """Names the first parameters whose shapes differ between the checkpoint and the architecture in its config."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in weights.items() if torch.is_tensor(v)}
-    if expected == found:
-        return
-    differ = [f"{k} {found.get(k, 'missing')} (expected {expected.get(k, 'none')})" for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
-    more = f"; and {len(differ) - 3} more" if len(differ) > 3 else ""
-    raise CheckpointError(f"{path}: weights do not fit the architecture in its config: {'; '.join(differ[:3])}{more}")
 
 
 def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None, testskip: Optional[int] = None) -> LoadedRun:
@@ -49,7 +38,7 @@ def load_run(expdir: Path, device: torch.device, ckpt: Optional[Path] = None, te
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: its config does not fit this version of autoint ({err})") from None
     model = SceneModel(config.model)
-    _check_shapes(path, model, payload["model"])
+    check_shapes(path, model, payload["model"])
     model.load_state_dict(payload["model"])
     model.to(device).eval()
     if testskip is not None:

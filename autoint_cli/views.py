@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import Scene
+from .data import Scene, SceneError
 from .distributed import SINGLE, Distributed, merge_shards
 from .rays import Rays, camera_rays
 from .render import RenderOutput
@@ -20,10 +20,11 @@ def view_rays(scene: Scene, c2w: Tensor, device: torch.device) -> Rays:
 
 
 def split_poses(scene: Scene, split: str) -> Tensor:
-    """Poses of ``test``, ``val``, ``train`` or the video ``path``."""
-    if split == "path":
-        return scene.render_c2w
-    return scene.c2w[scene.split(split)]
+    """Poses of ``test``, ``val``, ``train`` or the video ``path``; a split without views is refused (SceneError)."""
+    poses = scene.render_c2w if split == "path" else scene.c2w[scene.split(split)]
+    if len(poses) == 0:
+        raise SceneError(f"{scene.name}: the {split} split has no views (for an LLFF scene, llffhold = 0 holds none out); choose another --split")
+    return poses
 
 
 def synchronize(device: torch.device) -> None:

@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from autoint_cli.chunks import CPU_CHUNK, ChunkSize, chunk_for_memory, chunk_slices, measure_chunk
+from autoint_cli.chunks import CPU_SAMPLES, ChunkSize, chunk_for_memory, chunk_slices, measure_chunk
 from autoint_cli.rays import Rays
 from autoint_cli.render import RenderOutput
 
@@ -15,12 +15,17 @@ from autoint_cli.render import RenderOutput
         (1000.0, 2**30, 1 << 18),  # 536,870 fit in half: capped at 2^18
         (100_000.0, 2**30, 4096),  # 5,368 fit: the power of two below
         (100_000.0, 2 * 4096 * 100_000, 4096),  # exactly 4096 fit
-        (1e9, 2**30, 1024),  # not even one fits: the floor, and the OOM halving takes over from there
+        (1e6, 2**30, 512),  # 536 fit: fewer than the floor of 1024, so the power of two below
         (0.0, 2**30, 1 << 18),
     ],
 )
 def test_chunk_for_memory(bytes_per_ray, free, expected):
     assert chunk_for_memory(bytes_per_ray, free) == expected
+
+
+def test_chunk_for_memory_refuses_a_ray_that_does_not_fit():
+    with pytest.raises(MemoryError, match="one ray needs about 2 GiB, more than the 0.5 GiB"):
+        chunk_for_memory(2.0 * 2**30, 2**30)
 
 
 def test_chunk_for_memory_stays_within_the_fraction_of_free_memory():
@@ -37,7 +42,10 @@ def test_measure_chunk_on_the_cpu_needs_no_probe():
         raise AssertionError("the CPU path renders nothing")
 
     rays = Rays(torch.zeros(8, 3), torch.ones(8, 3), torch.zeros(8, 1), torch.ones(8, 1))
-    assert measure_chunk(render, rays, torch.device("cpu")) == CPU_CHUNK
+    assert measure_chunk(render, rays, torch.device("cpu")) == CPU_SAMPLES // 17 == 32768
+    # N = 100,000 sections: chunks of 4 rays, not 32768 rays of 100,001 evaluations each.
+    assert measure_chunk(render, rays, torch.device("cpu"), samples_per_ray=100_001) == 4
+    assert measure_chunk(render, rays, torch.device("cpu"), samples_per_ray=9) == 32768  # N = 8: the power of two below 61,895
 
 
 def test_measure_chunk_scales_the_probe_peak_to_the_free_memory(monkeypatch):

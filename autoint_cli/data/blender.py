@@ -29,6 +29,9 @@ def _read_transforms(path: Path) -> dict:
         raise SceneError(f"{path}: expected a JSON object with a 'frames' list")
     if not meta["frames"]:
         raise SceneError(f"{path}: the split has no frames")
+    for index, frame in enumerate(meta["frames"]):
+        if not isinstance(frame, dict):
+            raise SceneError(f"{path}: frame {index} is {type(frame).__name__}, expected a JSON object")
     return meta
 
 
@@ -36,14 +39,23 @@ def _intrinsics(meta: dict, frame: dict, H: int, W: int, path: Path) -> Intrinsi
     """Per-frame keys override global ones; camera_angle_x alone gives a centred square-pixel camera."""
     def get(key: str) -> Optional[float]:
         value = frame.get(key, meta.get(key))
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SceneError(f"{path}: '{key}' is {value!r}, expected a finite number")
+        return float(value)
 
     fx, fy = get("fl_x"), get("fl_y")
     if fx is None:
         angle = get("camera_angle_x")
         if angle is None:
             raise SceneError(f"{path}: needs 'camera_angle_x' or 'fl_x'")
+        if not 0 < angle < math.pi:
+            raise SceneError(f"{path}: 'camera_angle_x' is {angle:g}, expected a field of view in radians between 0 and pi")
         fx = 0.5 * W / math.tan(0.5 * angle)
+    for key, value in (("fl_x", fx), ("fl_y", fy)):
+        if value is not None and value <= 0:
+            raise SceneError(f"{path}: '{key}' is {value:g}, expected a positive focal length in pixels")
     cx, cy = get("cx"), get("cy")
     return Intrinsics(H, W, fx, fy if fy is not None else fx, W / 2 if cx is None else cx, H / 2 if cy is None else cy)
 
@@ -80,7 +92,8 @@ def _read_splits(datadir: Path, testskip: int) -> Tuple[np.ndarray, np.ndarray, 
         meta = _read_transforms(path)
         frames = meta["frames"] if split == "train" else meta["frames"][::testskip]
         paths = [_image_path(datadir, frame, i, path) for i, frame in enumerate(frames)]
-        split_images = read_split(paths, [f"frame {i} of {path.name}" for i in range(len(frames))])
+        # RGBA throughout: a split of RGB images (or one RGB image among RGBA ones) is made opaque.
+        split_images = read_split(paths, [f"frame {i} of {path.name}" for i in range(len(frames))], rgba=True)
         H, W = split_images.shape[1:3]
         for i, frame in enumerate(frames):
             camera = _intrinsics(meta, frame, H, W, path)

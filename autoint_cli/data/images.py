@@ -31,11 +31,20 @@ def read_image(path: Path, context: str = "") -> np.ndarray:
     return image.astype(np.float32) / scale
 
 
-def read_split(paths: Sequence[Path], contexts: Sequence[str]) -> np.ndarray:
-    """Images of one split, all of one size: float32 [n, H, W, C]."""
+def with_alpha(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3 or 4] -> [H, W, 4]: an RGB image gets an opaque alpha channel."""
+    if image.shape[-1] == 4:
+        return image
+    return np.concatenate((image, np.ones_like(image[..., :1])), -1)
+
+
+def read_split(paths: Sequence[Path], contexts: Sequence[str], rgba: bool = False) -> np.ndarray:
+    """Images of one split, all of one size: float32 [n, H, W, C] (C = 4 with ``rgba``, RGB images made opaque)."""
     images: List[np.ndarray] = []
     for path, context in zip(paths, contexts):
         image = read_image(path, context)
+        if rgba:
+            image = with_alpha(image)
         if images and image.shape != images[0].shape:
             first = images[0].shape
             raise SceneError(

@@ -1,6 +1,7 @@
 """What keeps a training run safe: clean stops on signals, NaN/inf steps skipped and counted, the run folder checked first."""
 import fcntl
 import logging
+import math
 import os
 import shutil
 import signal
@@ -15,7 +16,9 @@ from torch import Tensor
 
 from ..atomic import write_text
 from ..checkpoint import checkpoint_dir
-from ..config import ConfigError, TrainConfig, flatten
+from ..chunks import available_memory
+from ..config import ConfigError, ModelConfig, RunConfig, TrainConfig, flatten
+from ..data import Scene
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +87,32 @@ class NonfiniteSteps:
             raise TrainingError(f"{streak} steps in a row with NaN/inf up to step {step}; stopped ({kept}); lower lrate or check the data")
 
 
-def check_run_dir(run_dir: Path, n_parameter_bytes: int) -> None:
-    """Before any training: the run folder can be written, and holds room for a few checkpoints.
+def check_batch(run: RunConfig, model: ModelConfig, scene: Scene, device: torch.device) -> None:
+    """Refuses an ``N_rand`` larger than the training pixels, or whose batch (rays, pixels, sample offsets) would not fit in half
+    the memory available, before the first step: such a step would run for minutes or fail deep inside."""
+    pixels = len(scene.i_train) * scene.H * scene.W
+    if run.N_rand > pixels:
+        raise ConfigError(f"N_rand {run.N_rand} is more than the {pixels:,} training pixels of {scene.name}; use at most {pixels}")
+    # Per ray, float32: origins, directions, near, far, target (11 values), the sample offsets (N·M) and the σ noise (N).
+    needed = 4.0 * run.N_rand * (11 + model.n_sections * (model.samples_per_section + 1))
+    free = available_memory(device)
+    if free is not None and needed > 0.5 * free:
+        raise ConfigError(f"N_rand {run.N_rand}: one step's batch needs about {needed / 2**30:.3g} GiB, more than half of the "
+                          f"{free / 2**30:.3g} GiB available on {device}; lower N_rand")
+
+
+def checkpoints_on_disk(run: RunConfig) -> int:
+    """The most checkpoints a run holds at once: the latest ``keep_checkpoints`` (or every one), those kept for good every
+    ``i_keep`` steps, the final one, and one more being written."""
+    written = run.n_iters // run.i_weights + 1
+    if not run.keep_checkpoints:
+        return written + 1
+    kept_for_good = run.n_iters // math.lcm(run.i_weights, run.i_keep) if run.i_keep else 0
+    return min(written, run.keep_checkpoints + kept_for_good) + 1
+
+
+def check_run_dir(run_dir: Path, n_parameter_bytes: int, run: RunConfig) -> None:
+    """Before any training: the run folder can be written, and holds room for the checkpoints the run will keep.
 
     A checkpoint holds the weights and Adam's two moments: about 3x the parameter bytes.
     """
@@ -95,10 +122,12 @@ def check_run_dir(run_dir: Path, n_parameter_bytes: int) -> None:
             pass
     except OSError as err:
         raise ConfigError(f"{run_dir}: cannot write the run folder ({err.strerror}); check basedir") from None
-    needed = 3 * 3 * n_parameter_bytes
+    count = checkpoints_on_disk(run)
+    needed = count * 3 * n_parameter_bytes
     free = shutil.disk_usage(run_dir).free
     if free < needed:
-        raise ConfigError(f"{run_dir}: {free / 2**20:.0f} MiB free, but checkpoints need about {needed / 2**20:.0f} MiB; free space or change basedir")
+        raise ConfigError(f"{run_dir}: {free / 2**20:.0f} MiB free, but {count} checkpoints need about {needed / 2**20:.0f} MiB; "
+                          "free space, change basedir or lower keep_checkpoints")
 
 
 def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[str]) -> None:

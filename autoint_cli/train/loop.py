@@ -14,15 +14,15 @@ from typing import List, Optional
 
 import torch
 
-from ..checkpoint import checkpoint_path
+from ..checkpoint import checkpoint_path, prune_checkpoints
 from ..config import ConfigError, TrainConfig
 from ..data import scene_from_config
 from ..distributed import SINGLE, Distributed
 from ..media import video_writer_missing
-from .guards import NonfiniteSteps, RunLock, StopRequest, check_run_dir, set_aside_checkpoints, write_run_files
+from .guards import NonfiniteSteps, RunLock, StopRequest, TrainingError, check_batch, check_run_dir, set_aside_checkpoints, write_run_files
 from .periodic import Periodic, Reporter, ViewRenders, progress_bar, summary_writer
 from .state import build_model, resolve_for_scene, save_state, setup_state
-from .step import BatchSampler, StepResult, TrainStep
+from .step import BatchSampler, StepInterrupted, StepResult, TrainStep
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,11 @@ class Training:
         if run.N_rand % dist.world_size:
             raise ConfigError(f"N_rand {run.N_rand} does not split evenly over {dist.world_size} processes; make it a multiple of {dist.world_size}")
         scene = scene_from_config(config.data)
+        check_batch(run, config.model, scene, device)
         self.config = config = resolve_for_scene(config, scene)
         model = build_model(config)
         if dist.is_main:
-            check_run_dir(self.run_dir, sum(p.numel() * p.element_size() for p in model.parameters()))
+            check_run_dir(self.run_dir, sum(p.numel() * p.element_size() for p in model.parameters()), run)
             resources.enter_context(RunLock(self.run_dir))
             if run.no_reload:
                 set_aside_checkpoints(self.run_dir)
@@ -93,7 +94,20 @@ class Training:
         ]
 
     def save(self) -> Path:
-        self.last_saved = save_state(self.state, self.config, self.run_dir)
+        """The checkpoint of this step, then the older ones that ``keep_checkpoints``/``i_keep`` do not keep are removed.
+
+        A failed write (a full disk) stops the run in one line naming the latest checkpoint on disk, which is intact.
+        """
+        run = self.config.run
+        try:
+            self.last_saved = save_state(self.state, self.config, self.run_dir)
+        except OSError as err:
+            kept = f"the latest checkpoint on disk is {self.last_saved}" if self.last_saved else "no checkpoint was written"
+            raise TrainingError(f"{self.run_dir}: could not write the checkpoint of step {self.state.step} ({err.strerror or err}); "
+                                f"{kept}; free space and run the same command to resume") from None
+        removed = prune_checkpoints(self.run_dir, run.keep_checkpoints, run.i_keep)
+        if removed:
+            logger.debug("removed %d older checkpoints (keep_checkpoints %d)", len(removed), run.keep_checkpoints)
         return self.last_saved
 
     def should_stop(self, stop: StopRequest, start: float) -> bool:
@@ -130,7 +144,13 @@ class Training:
         if self.state.step >= run.n_iters:
             logger.info("%s is already at step %d (n_iters %d): nothing to train", run.expname, self.state.step, run.n_iters)
         while self.state.step < run.n_iters and not self.should_stop(stop, start):
-            self.last = self.step(self.state, self.sample(self.state.generator, self.state.step))
+            batch = self.sample(self.state.generator, self.state.step)
+            try:
+                self.last = self.step(self.state, batch, lambda: stop.signal is not None)
+            except StepInterrupted:
+                # A step of many sub-batches can take long: a signal ends it between two of them, and the last whole step is saved.
+                logger.info("step %d abandoned on a signal; the weights are those of step %d", self.state.step + 1, self.state.step)
+                break
             self.after_step(self.last)
         return self.finish(stop, start)
 

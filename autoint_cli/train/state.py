@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, check_shapes, checkpoint_path, latest_checkpoint, load_checkpoint, require_keys, save_checkpoint
 from ..config import ModelConfig, RunConfig, TrainConfig, flatten
 from ..data import Scene
 from ..models import SceneModel
@@ -99,9 +99,14 @@ def setup_state(config: TrainConfig, model: SceneModel, device: torch.device, ru
         return state
     payload = load_checkpoint(resume)
     _check_resumable(payload, config, resume)
+    require_keys(resume, payload, ("optimizer", "rng"), "resuming")
+    check_shapes(resume, model, payload["model"])
     model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    _restore_rng(payload["rng"], generator)
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        _restore_rng(payload["rng"], generator)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{resume}: its optimizer or random state does not fit this model ({type(err).__name__}: {err})") from None
     state.step, state.resumed_from = int(payload["step"]), resume
     logger.info("resuming %s from step %d (%s)", run.expname, state.step, resume)
     return state

@@ -10,7 +10,7 @@ on the device, without a host synchronisation. ``autoint-train``, torchrun and
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,10 @@ class Batch:
     jitter: Tensor
     n_total: int
     sigma_noise: Optional[Tensor] = None
+
+
+class StepInterrupted(Exception):
+    """A stop was asked for between the sub-batches of a step: the step was abandoned and the weights left as they were."""
 
 
 @dataclass(frozen=True)
@@ -154,13 +158,15 @@ class TrainStep:
             self.loss = DistributedDataParallel(self.loss, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-    def __call__(self, state: TrainState, batch: Batch) -> StepResult:
+    def __call__(self, state: TrainState, batch: Batch, interrupted: Optional[Callable[[], bool]] = None) -> StepResult:
+        """One step on ``batch``. ``interrupted`` is asked between sub-batches (one process only: under torchrun every rank must
+        take the same decision, at step boundaries); when it says yes the step is abandoned (:class:`StepInterrupted`)."""
         lr = state.schedule(state.step)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
         state.optimizer.zero_grad(set_to_none=True)
         with matmul_precision(self.precision):
-            loss = self._backward(batch)
+            loss = self._backward(batch, None if self.dist.active else interrupted)
             # Read by Adam.step as torch.amp.GradScaler would set it. The gradients are the same on every rank after the
             # all-reduce, so every rank takes the same decision.
             skipped = nonfinite_flag([p.grad for p in self.params if p.grad is not None])
@@ -169,12 +175,14 @@ class TrainStep:
         state.step += 1
         return StepResult(loss, skipped)
 
-    def _backward(self, batch: Batch) -> Tensor:
+    def _backward(self, batch: Batch, interrupted: Optional[Callable[[], bool]]) -> Tensor:
         """Accumulates the gradients of the batch's loss over sub-batches of ``chunk`` rays; returns this share's loss."""
         total = torch.zeros((), device=self.device)
         n_local = batch.target.shape[0]
         parts = chunk_slices(n_local, self.chunk)
         for part in parts:
+            if interrupted is not None and part is not parts[0] and interrupted():
+                raise StepInterrupted()
             # Gradients are all-reduced once per step, on the last sub-batch.
             last = part is parts[-1]
             sync = contextlib.nullcontext() if last or not self.dist.active else self.loss.no_sync()
