@@ -13,14 +13,15 @@ integrals depend only on where a line enters and leaves the disc. Φ's
 differences give the readings: p = Φ(t_max) − Φ(t_min).
 """
 import math
-from dataclasses import dataclass
-from typing import List, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .autoint import Concat, Constant, IntegralNetwork, PositionalEncoding, Product, Sequential, Sum, Variable, mlp
+from .fastpath import compile_module
 
 
 @dataclass(frozen=True)
@@ -123,22 +124,74 @@ def make_views(size: int = 64, n_angles: int = 64, subsample: int = 4, ellipses=
     return SparseViews(rho, theta, analytic_sinogram(ellipses, rho, theta), subsample)
 
 
-def interpolate_angles(views: SparseViews) -> np.ndarray:
-    """Baseline: the held-out columns by linear interpolation along θ between training angles.
+def flip_rho(columns: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Each column [len(rho), ...] read at −ρ: the same line seen from the other side (p(ρ, θ + π) = p(−ρ, θ)).
 
-    Past the last training angle the sinogram wraps with p(ρ, θ + π) = p(−ρ, θ).
+    On an even detector grid, −ρ of the first bin (ρ = −1) is ρ = +1, which
+    is not a bin: that line only touches the unit disc, so its reading is 0.
     """
+    index = np.searchsorted(rho, -rho)
+    found = (index < len(rho)) & np.isclose(rho[np.minimum(index, len(rho) - 1)], -rho, rtol=0, atol=1e-9)
+    flipped = np.zeros_like(columns)
+    flipped[found] = columns[index[found]]
+    return flipped
+
+
+def _full_turn(views: SparseViews) -> Tuple[np.ndarray, np.ndarray]:
+    """The training columns over a whole turn θ ∈ [0, 2π): those of [0, π) and, π later, the same lines with ρ flipped."""
     cols = views.train_columns
     known = views.sinogram[:, cols]
     theta = views.theta[cols]
-    # Append the first training column shifted by π: the same line seen from the other side.
-    theta_ext = np.concatenate((theta, [theta[0] + np.pi]))
-    known_ext = np.concatenate((known, known[::-1, :1]), axis=1)
+    return np.concatenate((theta, theta + np.pi)), np.concatenate((known, flip_rho(known, views.rho)), axis=1)
+
+
+def _linear(theta_known: np.ndarray, known: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    closed_theta = np.concatenate((theta_known, [theta_known[0] + 2 * np.pi]))
+    closed = np.concatenate((known, known[:, :1]), axis=1)
+    k = np.searchsorted(closed_theta, theta, side="right") - 1
+    w = (theta - closed_theta[k]) / (closed_theta[k + 1] - closed_theta[k])
+    return (1 - w) * closed[:, k] + w * closed[:, k + 1]
+
+
+def _periodic_spline(theta_known: np.ndarray, known: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    from scipy.interpolate import CubicSpline
+
+    closed_theta = np.concatenate((theta_known, [theta_known[0] + 2 * np.pi]))
+    closed = np.concatenate((known, known[:, :1]), axis=1)
+    return CubicSpline(closed_theta, closed, axis=1, bc_type="periodic")(theta)
+
+
+def _band_limited(theta_known: np.ndarray, known: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """The trigonometric polynomial of degree < L/2 through L equally spaced samples of a turn (Nyquist term as a cosine)."""
+    L = len(theta_known)
+    step = 2 * np.pi / L
+    if not np.allclose(np.diff(theta_known), step, rtol=0, atol=1e-9):
+        raise ValueError("band-limited interpolation needs equally spaced angles (n_angles a multiple of the subsampling)")
+    coefficients = np.fft.fft(known, axis=1) / L  # c_m of Σ c_m e^{i m (θ − θ_0)}
+    m = np.fft.fftfreq(L, 1.0 / L)
+    phase = np.exp(1j * np.outer(m, theta - theta_known[0]))  # [L, n_theta]
+    if L % 2 == 0:
+        phase[L // 2] = np.cos(L // 2 * (theta - theta_known[0]))
+    return np.real(coefficients @ phase)
+
+
+# Classical interpolators along θ, by the names reports use.
+INTERPOLATORS: Dict[str, Callable] = {"linear": _linear, "periodic spline": _periodic_spline, "band-limited": _band_limited}
+
+
+def interpolate_angles(views: SparseViews, method: str = "linear") -> np.ndarray:
+    """Baselines: the held-out columns interpolated along θ from the training ones (training columns kept as they are).
+
+    The sinogram is periodic over a whole turn with p(ρ, θ + π) = p(−ρ, θ), so
+    the training columns of [0, π) and their ρ-flipped copies π later sample
+    the turn: ``linear`` joins neighbours, ``periodic spline`` is the periodic
+    cubic spline through them, ``band-limited`` the trigonometric polynomial
+    (exact for a sinogram of degree < L/2 in θ, L the samples of the turn).
+    """
+    theta_known, known = _full_turn(views)
     out = views.sinogram.copy()
-    for j in views.test_columns:
-        k = np.searchsorted(theta_ext, views.theta[j]) - 1
-        w = (views.theta[j] - theta_ext[k]) / (theta_ext[k + 1] - theta_ext[k])
-        out[:, j] = (1 - w) * known_ext[:, k] + w * known_ext[:, k + 1]
+    held = views.test_columns
+    out[:, held] = INTERPOLATORS[method](theta_known, known, views.theta[held])
     return out
 
 
@@ -167,49 +220,114 @@ def chord(rho: Tensor) -> Tensor:
     return torch.sqrt(torch.clamp(1 - rho**2, min=0.0))
 
 
+@dataclass(frozen=True)
+class FitSettings:
+    """How a grad network is fitted to the training readings: the whole training set in every step.
+
+    The defaults make a CPU run of minutes; :data:`PAPER` is the authors' protocol.
+    ``cosine`` decays the rate to 1% of ``lrate`` over the steps (False: constant).
+    ``log_every`` steps between entries of the history (0: the last step only).
+    ``compile_mode`` compiles the loss and its backward (``reduce-overhead``: CUDA graphs).
+    """
+
+    steps: int = 1000
+    hidden: int = 64
+    n_layers: int = 4
+    n_freqs: int = 6
+    n_samples: int = 16
+    lrate: float = 1e-3
+    amsgrad: bool = False
+    cosine: bool = True
+    log_every: int = 0
+    compile_mode: Optional[str] = None
+    seed: int = 0
+
+
+# The authors' CT protocol (reference §4.3): a 4 x 128 network with 10 frequencies, 64 stratified samples per line,
+# Adam with amsgrad at a constant 1e-4, 50,000 steps.
+PAPER = FitSettings(steps=50_000, hidden=128, n_layers=4, n_freqs=10, n_samples=64, lrate=1e-4, amsgrad=True, cosine=False, log_every=500)
+
+
 @dataclass
 class FitResult:
+    """The fitted network, the loss of every step, and the history: dicts of step, loss and train_psnr (Φ at the training lines)."""
+
     network: IntegralNetwork
     losses: List[float]
+    history: List[Dict[str, float]] = field(default_factory=list)
 
 
-def fit(views: SparseViews, activation: str, steps: int = 1000, n_samples: int = 16, lrate: float = 1e-3, seed: int = 0, hidden: int = 64) -> FitResult:
-    """Trains the grad network so that L·mean(μ at M stratified samples) matches each training reading."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    network = build_network(activation, hidden)
-    grad = network.grad_network()
+def integrate_lines(network: IntegralNetwork, rho: Tensor, theta: Tensor) -> Tensor:
+    """Readings of lines (ρ, θ) [n] by the fundamental theorem, Φ(t_max) − Φ(t_min): [n], without gradients."""
+    o, d = line_constants(rho, theta)
+    half = chord(rho)[:, None]
+    with torch.no_grad():
+        return network.integrate(-half, half, o, d)[:, 0]
+
+
+def _training_lines(views: SparseViews, device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+    """(ρ, θ, reading) of every training line, flattened detector-major: [n_lines] each."""
     cols = views.train_columns
-    rho = torch.tensor(np.repeat(views.rho, len(cols)), dtype=torch.float32)
-    theta = torch.tensor(np.tile(views.theta[cols], len(views.rho)), dtype=torch.float32)
-    target = torch.tensor(views.sinogram[:, cols].reshape(-1), dtype=torch.float32)
+    rho = torch.tensor(np.repeat(views.rho, len(cols)), dtype=torch.float32, device=device)
+    theta = torch.tensor(np.tile(views.theta[cols], len(views.rho)), dtype=torch.float32, device=device)
+    target = torch.tensor(views.sinogram[:, cols].reshape(-1), dtype=torch.float32, device=device)
+    return rho, theta, target
+
+
+def fit(views: SparseViews, activation: str, settings: FitSettings = FitSettings(), device: Optional[torch.device] = None) -> FitResult:
+    """Trains the grad network so that L·mean(μ at M stratified samples) matches each training reading.
+
+    The loss of a step is mean over lines of (2·half·mean_m μ(t_m) − p)², with t_m
+    stratified in [−half, half]; the same formula the authors fit.
+    """
+    device = device or torch.device("cpu")
+    s = settings
+    torch.manual_seed(s.seed)
+    generator = torch.Generator(device=device).manual_seed(s.seed)
+    network = build_network(activation, s.hidden, s.n_layers, s.n_freqs).to(device)
+    grad = network.grad_network()
+    rho, theta, target = _training_lines(views, device)
     o, d = line_constants(rho, theta)
     half = chord(rho)
-    optimizer = torch.optim.Adam(grad.parameters(), lr=lrate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lrate * 0.01)
-    losses = []
-    for _ in range(steps):
-        u = (torch.arange(n_samples) + torch.rand(len(rho), n_samples, generator=generator)) / n_samples  # stratified in [0, 1)
-        t = -half[:, None] + 2 * half[:, None] * u  # [n_rays, n_samples]
-        mu = grad(t[..., None], o[:, None], d[:, None])[..., 0]
-        estimate = 2 * half * mu.mean(-1)
-        loss = torch.mean((estimate - target) ** 2)
+
+    def loss_of(u: Tensor) -> Tensor:
+        t = -half[:, None] + 2 * half[:, None] * u  # [n_lines, n_samples]
+        estimate = 2 * half * grad(t[..., None], o[:, None], d[:, None])[..., 0].mean(-1)
+        return torch.mean((estimate - target) ** 2)
+
+    loss_fn = loss_of if s.compile_mode is None else compile_module(loss_of, s.compile_mode)
+    optimizer = torch.optim.Adam(grad.parameters(), lr=s.lrate, amsgrad=s.amsgrad)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, s.steps, eta_min=s.lrate * 0.01) if s.cosine else None
+    strata = torch.arange(s.n_samples, device=device)
+    losses: List[Tensor] = []
+    history: List[Dict[str, float]] = []
+    for step in range(1, s.steps + 1):
+        u = (strata + torch.rand(len(rho), s.n_samples, generator=generator, device=device)) / s.n_samples  # stratified in [0, 1)
+        loss = loss_fn(u)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return FitResult(network, losses)
+        if schedule is not None:
+            schedule.step()
+        losses.append(loss.detach().clone())  # read at the end: no host synchronisation per step
+        if step == s.steps or (s.log_every and step % s.log_every == 0):
+            history.append(_history_entry(network, rho, theta, target, step, losses[-1]))
+    return FitResult(network, [float(x) for x in torch.stack(losses).cpu()], history)
+
+
+def _history_entry(network: IntegralNetwork, rho: Tensor, theta: Tensor, target: Tensor, step: int, loss: Tensor) -> Dict[str, float]:
+    """The step, its loss and the PSNR of Φ's readings of the training lines (the truth's range as peak)."""
+    readings = integrate_lines(network, rho, theta)
+    return {"step": step, "loss": float(loss), "train_psnr": psnr(readings.cpu().double().numpy(), target.cpu().double().numpy())}
 
 
 def predict_sinogram(network: IntegralNetwork, views: SparseViews) -> np.ndarray:
     """Every reading by the fundamental theorem: Φ(t_max) − Φ(t_min). [len(rho), len(theta)]."""
     R, T = np.meshgrid(views.rho, views.theta, indexing="ij")
-    rho = torch.tensor(R.reshape(-1), dtype=torch.float32)
-    o, d = line_constants(rho, torch.tensor(T.reshape(-1), dtype=torch.float32))
-    half = chord(rho)[:, None]
-    with torch.no_grad():
-        return network.integrate(-half, half, o, d)[:, 0].numpy().reshape(R.shape).astype(np.float64)
+    device = next(network.parameters()).device
+    rho = torch.tensor(R.reshape(-1), dtype=torch.float32, device=device)
+    theta = torch.tensor(T.reshape(-1), dtype=torch.float32, device=device)
+    return integrate_lines(network, rho, theta).cpu().numpy().reshape(R.shape).astype(np.float64)
 
 
 def filtered_back_projection(sinogram: np.ndarray, theta: np.ndarray) -> np.ndarray:

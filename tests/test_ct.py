@@ -9,9 +9,11 @@ from skimage.transform import radon
 from autoint_cli.ct import (
     SHEPP_LOGAN,
     Ellipse,
+    FitSettings,
     analytic_sinogram,
     chord,
     fit,
+    flip_rho,
     grid,
     interpolate_angles,
     line_constants,
@@ -78,7 +80,44 @@ def test_baseline_interpolation_and_wrap():
     # 22.5° lies halfway between 0° and 45°.
     np.testing.assert_allclose(out[:, 2], 0.5 * (views.sinogram[:, 0] + views.sinogram[:, 4]), rtol=0, atol=1e-12)
     # 157.5° lies halfway between 135° and 180°, and 180° is 0° seen from the other side: ρ flipped.
-    np.testing.assert_allclose(out[:, 14], 0.5 * (views.sinogram[:, 12] + views.sinogram[::-1, 0]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[:, 14], 0.5 * (views.sinogram[:, 12] + flip_rho(views.sinogram[:, 0], views.rho)), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [16, 15])
+def test_flipping_rho_is_the_line_seen_from_the_other_side(size):
+    """p(ρ, θ + π) = p(−ρ, θ) on the exact sinogram, on even grids (where ρ = +1 is no bin: its line only touches the disc) and odd ones."""
+    rho = (np.arange(size) - size // 2) * 2.0 / size
+    theta = np.array([0.2, 1.0, 2.9])
+    turned = analytic_sinogram(SHEPP_LOGAN, rho, theta + np.pi)
+    np.testing.assert_allclose(flip_rho(analytic_sinogram(SHEPP_LOGAN, rho, theta), rho), turned, rtol=0, atol=1e-12)
+
+
+def smooth_views(size=17, n_angles=64, subsample=4):
+    """A sinogram that is a trigonometric polynomial of degree 3 in θ and keeps p(ρ, θ + π) = p(−ρ, θ)."""
+    views = make_views(size, n_angles, subsample)
+    R, T = np.meshgrid(views.rho, views.theta, indexing="ij")
+    smooth = 0.3 + R * np.cos(T) + R**2 * np.cos(2 * T) + 0.5 * R * np.sin(3 * T)
+    return type(views)(views.rho, views.theta, smooth, subsample)
+
+
+def test_band_limited_interpolation_is_exact_for_a_band_limited_sinogram():
+    """32 samples of the turn determine a trigonometric polynomial of degree 3 exactly; the spline and linear ones are close, in that order."""
+    views = smooth_views()
+    held = views.test_columns
+    errors = {}
+    for method in ("band-limited", "periodic spline", "linear"):
+        out = interpolate_angles(views, method)
+        np.testing.assert_array_equal(out[:, views.train_columns], views.sinogram[:, views.train_columns])
+        errors[method] = np.abs(out[:, held] - views.sinogram[:, held]).max()
+    assert errors["band-limited"] < 1e-12
+    assert errors["band-limited"] < errors["periodic spline"] < 1e-3 < errors["linear"] < 0.05, errors
+
+
+def test_band_limited_interpolation_needs_equal_spacing():
+    views = make_views(16, 30, 4)  # 30 angles, every 4th: the turn's samples are not equally spaced
+    with pytest.raises(ValueError, match="equally spaced angles"):
+        interpolate_angles(views, "band-limited")
+    interpolate_angles(views, "periodic spline")  # the spline takes any spacing
 
 
 def test_lines_and_chords():
@@ -91,8 +130,13 @@ def test_lines_and_chords():
 
 def test_training_loss_falls_and_integral_matches_monte_carlo():
     views = make_views(16, 16, 2)
-    result = fit(views, "swish", steps=60, n_samples=8)
+    result = fit(views, "swish", FitSettings(steps=60, n_samples=8, log_every=20))
     assert result.losses[-1] < 0.5 * result.losses[0]
+    # The history: every 20 steps, the step's loss and the PSNR of Φ's readings of the training angles.
+    assert [h["step"] for h in result.history] == [20, 40, 60]
+    assert result.history[-1]["loss"] == pytest.approx(result.losses[-1])
+    train = views.train_columns
+    assert result.history[-1]["train_psnr"] == pytest.approx(psnr(predict_sinogram(result.network, views)[:, train], views.sinogram[:, train]), abs=1e-4)
     predicted = predict_sinogram(result.network, views)
     # Φ(t_max) − Φ(t_min) against a fine midpoint sum of the grad network along each line.
     grad = result.network.grad_network()
@@ -116,6 +160,6 @@ def test_psnr_uses_the_truth_range():
 def test_trained_integral_network_reproduces_the_training_readings():
     """Φ(t_max) − Φ(t_min) at the training angles after a short fit: well above 25 dB (about 35 dB at 300 steps)."""
     views = make_views(16, 16, 2)
-    result = fit(views, "sine", steps=200)
+    result = fit(views, "sine", FitSettings(steps=200))
     predicted = predict_sinogram(result.network, views)
     assert psnr(predicted[:, views.train_columns], views.sinogram[:, views.train_columns]) > 25.0

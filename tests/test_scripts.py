@@ -83,11 +83,16 @@ def test_ct_sparse_view_quick(tmp_path):
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     (row,) = report["results"]
     assert row["subsample"] == 4 and row["train_angles"] == 8
-    assert set(row["autoint"]) == {"swish", "relu"}
-    for r in [row["baseline"], *row["autoint"].values()]:
+    assert set(row["autoint"]) == {"swish", "relu"} and set(row["classical"]) == {"linear", "periodic spline", "band-limited"}
+    for r in [*row["classical"].values(), *row["autoint"].values()]:
         assert np.isfinite(r["sinogram_psnr"]) and np.isfinite(r["fbp_psnr"])
-    assert "| 4 (8 angles) | linear interpolation |" in (tmp_path / "report.md").read_text()
-    assert (tmp_path / "ct_sparse_view.png").stat().st_size > 1000
+    assert report["steps"] == 60 and all(np.isfinite(r["train_psnr"]) for r in row["autoint"].values())
+    text = (tmp_path / "report.md").read_text()
+    assert "| 4 (8 angles) | linear interpolation |" in text and "## What the numbers say" in text
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [h["step"] for h in saved["results"][0]["autoint"]["swish"]["history"]][-1] == 60
+    for name in ("ct_sparse_view.png", "ct_convergence.png"):
+        assert (tmp_path / name).stat().st_size > 1000
 
 
 def test_ct_sparse_view_bad_arguments(tmp_path):
