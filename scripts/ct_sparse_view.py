@@ -30,6 +30,7 @@ from autoint_cli.ct import (INTERPOLATORS, PAPER, SHEPP_LOGAN, FitSettings, filt
                             make_views, predict_sinogram, psnr, rasterize)
 
 ACTIVATIONS = ("swish", "sine", "relu", "softplus")
+PAPER_NOTE = " (the authors' protocol)"
 
 
 def parse(argv: Optional[Sequence[str]]):
@@ -152,7 +153,7 @@ def strip_history(row: Dict) -> Dict:
 def report(summary: Dict) -> str:
     """The table of every method at every subsampling, then what the numbers say (computed here, not written by hand)."""
     lines = [f"# Sparse-view CT: Shepp–Logan {summary['size']}x{summary['size']}, {summary['n_angles']} angles, "
-             f"{summary['steps']} steps{" (the authors' protocol)" if summary['paper'] else ''}", "",
+             f"{summary['steps']} steps{PAPER_NOTE if summary['paper'] else ''}", "",
              f"Device: {summary['device']}, torch {summary['torch']}; {summary['seconds']} s in all. PSNR (dB) of the held-out "
              "angles of the sinogram, of the training angles (networks), and of the filtered back-projection against the phantom.", "",
              "| every k-th angle | method | held-out sinogram PSNR | training-angle PSNR | FBP PSNR | fit time (s) |", "|---|---|---|---|---|---|"]
