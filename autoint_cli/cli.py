@@ -36,11 +36,11 @@ from .data import DATASETS, SceneError, scene_from_config
 from .data.synthetic import DemoSceneSpec, write_demo_scene
 from .distributed import SINGLE, Distributed
 from .evaluate import evaluate, metrics_table, write_metrics
-from .media import write_frames
+from .media import DepthMaps, write_frames
 from .renderer import Renderer, render_settings
 from .run_loader import load_run
 from .train import TrainingError, train
-from .views import render_poses, split_poses
+from .views import depth_meaning, render_poses, split_poses
 
 USER_ERRORS = (SceneError, ConfigError, CheckpointError)
 # Choices whose lists live above the config module.
@@ -312,7 +312,8 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
             views = render_poses(run.scene, poses, renderer, dist=dist)
         if views is None:  # another rank than 0: rank 0 writes the files
             return 0
-        write_frames(out, views.rgb, views.disparity, options.split == "path" if options.video is None else options.video)
+        depth = DepthMaps(views.depth, views.acc, depth_meaning(run.scene)) if options.depth else None
+        write_frames(out, views.rgb, views.disparity, options.split == "path" if options.video is None else options.video, depth=depth)
         ms = sum(views.ms_per_frame) / len(views.ms_per_frame)
         procs = f", {dist.world_size} processes" if dist.active else ""
         print(f"{len(poses)} {options.split} views, {options.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}), "

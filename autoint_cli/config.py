@@ -186,6 +186,8 @@ class RenderConfig:
     n_sections: Optional[int] = _help("N sections for the integral renderer (default: as trained)", minimum=1, default=None)
     n_samples: int = _help("K samples per ray for the quadrature renderer", minimum=1, default=QUADRATURE_SAMPLES)
     video: Optional[bool] = _help("also write rgb.mp4 and disp.mp4 (default: only for path)", default=None)
+    depth: bool = _help("also write each view's expected depth and opacity as float32 depth_XXX.npy / acc_XXX.npy, depth.json "
+                        "saying what they hold, and turbo-coloured depth_XXX.png (and depth.mp4 with the video)", default=False)
     out: Optional[Path] = _help("output folder (default: EXPDIR/render_<split>_<step>)", default=None)
 
 

@@ -50,7 +50,8 @@ def disparity_image(output: RenderOutput) -> np.ndarray:
 
 @dataclass
 class RenderedViews:
-    """Frames of a split or path with their render times.
+    """Frames of a split or path with their render times: rgb [H, W, 3], disparity scaled to [0, 1], and the expected depth
+    Σ w_k t̄_k and accumulated opacity Σ w_k as float32 [H, W] each.
 
     ``seconds`` is the wall time of the whole set after warm-up, gathering
     included, so that n / seconds is the frame rate of all processes together.
@@ -58,6 +59,8 @@ class RenderedViews:
 
     rgb: List[np.ndarray]
     disparity: List[np.ndarray]
+    depth: List[np.ndarray]
+    acc: List[np.ndarray]
     ms_per_frame: List[float]
     seconds: float = 0.0
 
@@ -78,15 +81,25 @@ def render_poses(scene: Scene, poses: Tensor, renderer: Renderer, warmup: bool =
         renderer.render(view_rays(scene, mine[0], device))
     dist.barrier()
     start = time.perf_counter()
-    rgb, disparity, ms_per_frame = [], [], []
+    lists = ([], [], [], [], [])  # rgb, disparity, depth, acc, ms per frame
     for c2w in mine:
         out, ms = timed(lambda: renderer.render(view_rays(scene, c2w, device)), device)
-        rgb.append(out.rgb.float().cpu().numpy())
-        disparity.append(disparity_image(out))
-        ms_per_frame.append(ms)
+        values = (out.rgb.float().cpu().numpy(), disparity_image(out), out.depth[..., 0].float().cpu().numpy(),
+                  out.acc[..., 0].float().cpu().numpy(), ms)
+        for kept, value in zip(lists, values):
+            kept.append(value)
     # One process gathers its own lists back; several gather on rank 0.
-    shards = dist.gather((rgb, disparity, ms_per_frame))
+    shards = dist.gather(lists)
     if shards is None:
         return None
-    parts = [merge_shards([shard[k] for shard in shards], dist.world_size) for k in range(3)]
+    parts = [merge_shards([shard[k] for shard in shards], dist.world_size) for k in range(len(lists))]
     return RenderedViews(*parts, seconds=time.perf_counter() - start)
+
+
+def depth_meaning(scene: Scene) -> dict:
+    """What the depth maps of ``scene`` hold, for the sidecar JSON beside them."""
+    unit = ("t in normalised device coordinates: 0 at the near plane, 1 at infinity" if scene.ndc else
+            "t along the camera's viewing axis (-z), in the scene's units: z-depth, not distance along the ray")
+    return {"depth": "expected depth sum_k w_k t_k over the sections (0 where nothing is hit)", "acc": "accumulated opacity sum_k w_k",
+            "depth_given_a_hit": "depth / acc where acc > 0", "unit": unit, "ndc": scene.ndc, "near": scene.near, "far": scene.far,
+            "dtype": "float32", "shape": [scene.H, scene.W]}

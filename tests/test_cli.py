@@ -128,3 +128,32 @@ def test_demo_scene_unwritable(tmp_path, capsys):
     blocker.write_text("x")
     assert demo_scene_main(["--out", str(blocker / "demo"), "--size", "4"]) == 2
     assert "cannot write the scene" in capsys.readouterr().err
+
+
+def test_render_depth_writes_float_maps_that_match_the_renderer(tmp_path):
+    """--depth: float32 depth and opacity per view, equal to the renderer's own output; a sidecar saying what they hold."""
+    import torch
+    from helpers import write_config
+
+    from autoint_cli.cli import render_main, train_main
+    from autoint_cli.renderer import Renderer, RenderSettings
+    from autoint_cli.run_loader import load_run
+    from autoint_cli.views import view_rays
+
+    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
+    assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n"))]) == 0
+    run_dir, out = tmp_path / "logs" / "tiny", tmp_path / "frames"
+    assert render_main(["--expdir", str(run_dir), "--depth", "--out", str(out)]) == 0
+    run = load_run(run_dir, torch.device("cpu"))
+    expected = Renderer(run.model, torch.tensor(run.scene.background), RenderSettings(precision="fp32")).render(
+        view_rays(run.scene, run.scene.c2w[run.scene.i_test[1]], torch.device("cpu")))
+    depth, acc = np.load(out / "depth_001.npy"), np.load(out / "acc_001.npy")
+    assert depth.dtype == np.float32 and depth.shape == (12, 12) and acc.shape == (12, 12)
+    np.testing.assert_allclose(depth, expected.depth[..., 0].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(acc, expected.acc[..., 0].numpy(), rtol=0, atol=1e-6)
+    meaning = json.loads((out / "depth.json").read_text())
+    assert meaning["ndc"] is False and "z-depth" in meaning["unit"] and (meaning["near"], meaning["far"]) == (2.0, 6.0)
+    assert iio.imread(out / "depth_001.png").shape == (12, 12, 3)
+    # Without --depth, none of it.
+    assert render_main(["--expdir", str(run_dir), "--out", str(tmp_path / "plain")]) == 0
+    assert not list((tmp_path / "plain").glob("depth*")) and not list((tmp_path / "plain").glob("acc*"))
