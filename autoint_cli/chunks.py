@@ -60,13 +60,12 @@ class ChunkSize:
                 logger.warning("out of GPU memory while rendering; retrying with chunk %d", self.rays)
 
 
-def chunk_for_memory(bytes_per_ray: float, free_bytes: float, fraction: float = 0.5, smallest: int = 1024, largest: int = 1 << 18) -> int:
-    """The largest power of two n with n · bytes_per_ray ≤ fraction · free_bytes, clamped to [smallest, largest].
+def chunk_for_memory(bytes_per_ray: float, free_bytes: float, fraction: float = 0.5, largest: int = 1 << 18) -> int:
+    """The largest power of two n with n · bytes_per_ray ≤ fraction · free_bytes, at most ``largest``.
 
     A power of two keeps chunks a multiple of the GEMM tile sizes; the upper
-    bound is where larger chunks stop paying on current GPUs. ``smallest``
-    gives way when fewer rays than that fit. One ray that does not fit is
-    refused (MemoryError with the figures).
+    bound is where larger chunks stop paying on current GPUs. One ray that
+    does not fit is refused (MemoryError with the figures).
     """
     if bytes_per_ray <= 0:
         return largest
@@ -75,7 +74,7 @@ def chunk_for_memory(bytes_per_ray: float, free_bytes: float, fraction: float = 
         raise MemoryError(f"one ray needs about {bytes_per_ray / 2**30:.3g} GiB, more than the {fraction * free_bytes / 2**30:.3g} GiB "
                           f"this render may use ({fraction:.0%} of what is free)")
     n = 1 << math.floor(math.log2(fits))
-    return int(min(max(n, min(smallest, n)), largest))
+    return int(min(n, largest))
 
 
 def available_memory(device: torch.device) -> Optional[float]:

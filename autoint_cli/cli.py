@@ -66,11 +66,9 @@ def _run(prog: str, body: Callable[[], int]) -> int:
     except TrainingError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
-    except (MemoryError, torch.OutOfMemoryError) as err:
-        print(f"{prog}: error: out of memory ({_first_line(err)}); lower --n_sections, --n_samples or --chunk", file=sys.stderr)
-        return 1
-    except RuntimeError as err:
-        if "can't allocate memory" not in str(err):
+    except (MemoryError, RuntimeError) as err:
+        # torch.OutOfMemoryError is a RuntimeError; the CPU allocator raises a plain one that says so.
+        if not isinstance(err, (MemoryError, torch.OutOfMemoryError)) and "can't allocate memory" not in str(err):
             raise
         print(f"{prog}: error: out of memory ({_first_line(err)}); lower --n_sections, --n_samples or --chunk", file=sys.stderr)
         return 1
@@ -100,9 +98,9 @@ def scene_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config", is_config_file=True, help="config file (key = value)")
     add_dataclass_args(parser, DataConfig, "data", CHOICES)
     argv = list(sys.argv[1:] if argv is None else argv)
-    for i, item in enumerate(argv[:-1]):
-        if item == "--config":
-            _config_text(parser, Path(argv[i + 1]))
+    config_path = _config_path(argv)
+    if config_path is not None:
+        _config_text(parser, config_path)
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -206,14 +204,9 @@ def _distributed(device_name: str):
 def _check_keys(parser, argv: Sequence[str]) -> None:
     """Refuses unknown keys in the config file and unknown flags, naming the closest known one."""
     known = sorted({a.dest for a in parser._actions if a.option_strings})
-    config_path = None
-    for i, item in enumerate(argv):
-        if item == "--config" and i + 1 < len(argv):
-            config_path = argv[i + 1]
-        elif item.startswith("--config="):
-            config_path = item.split("=", 1)[1]
+    config_path = _config_path(argv)
     if config_path is not None:
-        for number, line in enumerate(_config_text(parser, Path(config_path)).splitlines(), 1):
+        for number, line in enumerate(_config_text(parser, config_path).splitlines(), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
@@ -225,6 +218,17 @@ def _check_keys(parser, argv: Sequence[str]) -> None:
             key = item[2:].split("=", 1)[0]
             if key not in known and key != "help":
                 parser.error(f"unknown option --{key}{_closest(key, known)}")
+
+
+def _config_path(argv: Sequence[str]) -> Optional[Path]:
+    """The file given as ``--config FILE`` or ``--config=FILE`` (the last one), if any."""
+    config_path = None
+    for i, item in enumerate(argv):
+        if item == "--config" and i + 1 < len(argv):
+            config_path = argv[i + 1]
+        elif item.startswith("--config="):
+            config_path = item.split("=", 1)[1]
+    return None if config_path is None else Path(config_path)
 
 
 def _config_text(parser, path: Path) -> str:

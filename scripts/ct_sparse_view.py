@@ -65,9 +65,10 @@ def parse(argv: Optional[Sequence[str]]):
 
 
 def settings_of(args) -> FitSettings:
-    base = PAPER if args.paper else FitSettings(log_every=max(1, args.steps // 40))
-    return dataclasses.replace(base, steps=args.steps, seed=args.seed, compile_mode="reduce-overhead" if args.compile else None,
-                               log_every=max(1, min(base.log_every, args.steps // 10)))
+    # History entries: every 40th of the run (at least every 10th, and every 500 steps under --paper).
+    log_every = max(1, min(PAPER.log_every, args.steps // 10) if args.paper else args.steps // 40)
+    return dataclasses.replace(PAPER if args.paper else FitSettings(), steps=args.steps, seed=args.seed, log_every=log_every,
+                               compile_mode="reduce-overhead" if args.compile else None)
 
 
 def fit_task(task: Dict) -> Dict:

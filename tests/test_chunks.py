@@ -33,7 +33,7 @@ def test_chunk_for_memory_stays_within_the_fraction_of_free_memory():
     for _ in range(200):
         per_ray = float(torch.randint(100, 10**6, (1,), generator=generator))
         free = float(torch.randint(2**26, 2**36, (1,), generator=generator))
-        n = chunk_for_memory(per_ray, free, fraction=0.5, smallest=1, largest=1 << 40)
+        n = chunk_for_memory(per_ray, free, fraction=0.5, largest=1 << 40)
         assert n & (n - 1) == 0 and n * per_ray <= 0.5 * free < 2 * n * per_ray
 
 

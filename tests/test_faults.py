@@ -87,9 +87,7 @@ def test_a_second_trainer_on_the_same_run_folder_is_refused(tmp_path):
     config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\ni_weights = 1\ni_print = 1\n")
     first = subprocess.Popen(command(config) + ["--n_iters", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "logs" / "tiny"
-    deadline = time.time() + 120
-    while latest_checkpoint(run_dir) is None and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: latest_checkpoint(run_dir) is not None)
     second = subprocess.run(command(config) + ["--n_iters", "100000"], capture_output=True, text=True, timeout=120)
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=60)
