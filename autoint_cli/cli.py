@@ -33,6 +33,7 @@ from .config import (
     train_config_from_namespace,
 )
 from .data import DATASETS, SceneError, scene_from_config
+from .data.camera_path import read_camera_path
 from .data.synthetic import DemoSceneSpec, write_demo_scene
 from .distributed import SINGLE, Distributed
 from .evaluate import evaluate, metrics_table, write_metrics
@@ -296,6 +297,18 @@ def _check_output(path: Path, folder: bool) -> None:
         raise ConfigError(f"{existing}: not writable, so {path} cannot be written; choose another --out")
 
 
+def _render_views(scene, options: RenderConfig, max_views: Optional[int]):
+    """(label, poses, cameras or None, fps) of what ``autoint-render`` renders: a split, or the frames of --camera_path."""
+    for name in ("fps", "seconds"):
+        value = getattr(options, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"--{name} must be positive, got {value}")
+    if options.camera_path is None:
+        return options.split, split_poses(scene, options.split)[:max_views], None, 30.0
+    path = read_camera_path(options.camera_path, scene.intrinsics, options.fps, options.seconds)
+    return "camera_path", path.c2w[:max_views], path.intrinsics[:max_views], path.fps
+
+
 def render_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-render --expdir logs/<expname> [...]``: PNG frames (and MP4) of a split or the camera path."""
     parser = ArgumentParser(prog="autoint-render", description="Render a trained run's test/val/train views or its camera path.")
@@ -304,23 +317,25 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> int:
         with _distributed(device_name) as (dist, device):
             run = load_run(load.expdir, device, load.ckpt, load.testskip)
-            out = options.out or load.expdir / f"render_{options.split}_{run.step:06d}"
+            label, poses, cameras, fps = _render_views(run.scene, options, load.max_views)
+            out = options.out or load.expdir / f"render_{label}_{run.step:06d}"
             _check_output(out, folder=True)
-            poses = split_poses(run.scene, options.split)[: load.max_views]
             settings = render_settings(speed, run.config.run.precision, renderer=options.renderer, n_sections=options.n_sections,
                                        n_samples=options.n_samples)
             renderer = Renderer(run.model, torch.tensor(run.scene.background, device=device), settings)
             what = f"N={options.n_sections or run.config.model.n_sections}" if options.renderer == "integral" else f"K={options.n_samples}"
-            logging.getLogger(__name__).info("rendering %d %s views (%dx%d, %s %s) to %s", len(poses), options.split, run.scene.W, run.scene.H,
+            width, height = (cameras[0].W, cameras[0].H) if cameras else (run.scene.W, run.scene.H)
+            logging.getLogger(__name__).info("rendering %d %s views (%dx%d, %s %s) to %s", len(poses), label, width, height,
                                              options.renderer, what, out)
-            views = render_poses(run.scene, poses, renderer, dist=dist)
+            views = render_poses(run.scene, poses, renderer, dist=dist, intrinsics=cameras)
         if views is None:  # another rank than 0: rank 0 writes the files
             return 0
         depth = DepthMaps(views.depth, views.acc, depth_meaning(run.scene)) if options.depth else None
-        write_frames(out, views.rgb, views.disparity, options.split == "path" if options.video is None else options.video, depth=depth)
+        video = label in ("path", "camera_path") if options.video is None else options.video
+        write_frames(out, views.rgb, views.disparity, video, depth=depth, fps=fps)
         ms = sum(views.ms_per_frame) / len(views.ms_per_frame)
         procs = f", {dist.world_size} processes" if dist.active else ""
-        print(f"{len(poses)} {options.split} views, {options.renderer} {what}: {ms:.1f} ms per frame ({run.scene.W}x{run.scene.H}), "
+        print(f"{len(poses)} {label} views, {options.renderer} {what}: {ms:.1f} ms per frame ({width}x{height}), "
               f"{views.frames_per_sec:.3g} frames/s in all{procs} -> {out}")
         return 0
 

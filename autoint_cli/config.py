@@ -88,6 +88,8 @@ class ModelConfig:
     activation: str = _help("activation of the integral networks", choices=MODEL_ACTIVATIONS, default="swish")
     netdepth: int = _help("linear layers of each integral network", minimum=1, default=10)
     netwidth: int = _help("width of the integral networks", minimum=1, default=256)
+    skip: int = _help("join the encoded input to the activations after this many layers (NeRF's skip connection: 5; 0: none)",
+                      minimum=0, default=0)
     encoding: str = _help("features of the point o + t d: frequency (positional encoding) or hashgrid (multiresolution grid)",
                           choices=ENCODINGS, default="frequency")
     multires: int = _help("positional-encoding frequencies of the point o + t d (beside the grid with encoding = hashgrid)", minimum=0, default=10)
@@ -114,6 +116,8 @@ class RunConfig:
     N_rand: int = _help("rays per gradient step", minimum=1, default=4096)
     lrate: float = _help("Adam learning rate", default=5e-4)
     lrate_decay: float = _help("learning rate falls 10x every lrate_decay*1000 steps", default=250.0)
+    grid_lrate: float = _help("Adam learning rate of a hashgrid's feature tables, on the same schedule (0: lrate)", minimum=0, default=0.0)
+    adam_eps: float = _help("Adam's epsilon (a grid's small, sparse table gradients need a small one)", default=1e-8)
     n_iters: int = _help("training steps (0 saves the untrained model)", minimum=0, default=200000)
     precrop_iters: int = _help("steps that draw pixels from the central crop of each view only (NeRF's precrop)", minimum=0, default=0)
     precrop_frac: float = _help("the central crop's share of the height and width", default=0.5)
@@ -188,7 +192,11 @@ class RenderConfig:
     video: Optional[bool] = _help("also write rgb.mp4 and disp.mp4 (default: only for path)", default=None)
     depth: bool = _help("also write each view's expected depth and opacity as float32 depth_XXX.npy / acc_XXX.npy, depth.json "
                         "saying what they hold, and turbo-coloured depth_XXX.png (and depth.mp4 with the video)", default=False)
-    out: Optional[Path] = _help("output folder (default: EXPDIR/render_<split>_<step>)", default=None)
+    camera_path: Optional[Path] = _help("render this camera-path file instead of a split: nerfstudio's export or keyframes "
+                                        "(docs: autoint_cli/data/camera_path.py); the video takes its fps", default=None)
+    fps: Optional[float] = _help("frames per second of --camera_path (default: the file's)", default=None)
+    seconds: Optional[float] = _help("length of a keyframe --camera_path in seconds (default: the file's)", default=None)
+    out: Optional[Path] = _help("output folder (default: EXPDIR/render_<split or camera_path>_<step>)", default=None)
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,10 @@ def check_train_config(config: TrainConfig) -> None:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")
     if not r.lrate_decay > 0:
         raise ConfigError(f"lrate_decay must be positive, got {r.lrate_decay}")
+    if not r.adam_eps > 0:
+        raise ConfigError(f"adam_eps must be positive, got {r.adam_eps}")
+    if m.skip >= m.netdepth:
+        raise ConfigError(f"skip must be below netdepth ({m.netdepth}), got {m.skip}")
     if m.bound < 0:
         raise ConfigError(f"bound must be 0 (the scene's) or positive, got {m.bound}")
     if not r.expname or Path(r.expname).name != r.expname or r.expname in (".", ".."):

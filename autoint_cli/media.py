@@ -32,7 +32,7 @@ def video_writer_missing() -> str:
     return ""
 
 
-def write_video(path: Path, frames: List[np.ndarray], fps: int = 30) -> Path:
+def write_video(path: Path, frames: List[np.ndarray], fps: float = 30) -> Path:
     """An MP4 of 8-bit frames (needs imageio-ffmpeg), written atomically."""
     missing = video_writer_missing()
     if missing:
@@ -78,8 +78,8 @@ def turbo_depth(depth: Sequence[np.ndarray], acc: Sequence[np.ndarray], hit: flo
 
 
 def write_frames(out_dir: Path, rgb: Sequence[np.ndarray], disparity: Sequence[np.ndarray], video: bool,
-                 names: Optional[List[str]] = None, depth: Optional[DepthMaps] = None) -> List[Path]:
-    """rgb_XXX.png and disp_XXX.png per view; rgb.mp4 and disp.mp4 with ``video``; with ``depth`` also depth_XXX.npy,
+                 names: Optional[List[str]] = None, depth: Optional[DepthMaps] = None, fps: float = 30) -> List[Path]:
+    """rgb_XXX.png and disp_XXX.png per view; rgb.mp4 and disp.mp4 (``fps``) with ``video``; with ``depth`` also depth_XXX.npy,
     acc_XXX.npy, the turbo-coloured depth_XXX.png, depth.json (what they hold) and depth.mp4.
 
     All are written into a staging folder first and moved into ``out_dir``
@@ -102,8 +102,8 @@ def write_frames(out_dir: Path, rgb: Sequence[np.ndarray], disparity: Sequence[n
             (staging / "depth.json").write_text(json.dumps(depth.meaning, indent=1) + "\n")
             staged.append("depth.json")
         if video:
-            staged.append(write_video(staging / "rgb.mp4", [to8b(x) for x in rgb]).name)
-            staged.append(write_video(staging / "disp.mp4", [grey_to_rgb(x) for x in disparity]).name)
+            staged.append(write_video(staging / "rgb.mp4", [to8b(x) for x in rgb], fps).name)
+            staged.append(write_video(staging / "disp.mp4", [grey_to_rgb(x) for x in disparity], fps).name)
             if depth is not None:
-                staged.append(write_video(staging / "depth.mp4", coloured).name)
+                staged.append(write_video(staging / "depth.mp4", coloured, fps).name)
     return [out_dir / name for name in staged]

@@ -49,7 +49,8 @@ def _integral_network(config: ModelConfig, out_features: int) -> IntegralNetwork
     point = Sequential(Sum(Constant(0), Product(Variable(), Constant(1))), encode)
     code = Sequential(Constant(2), PositionalEncoding(config.multires_views))
     width = point_width + PositionalEncoding(config.multires_views).out_features(3)
-    body = Sequential(Concat(point, code), mlp(width, config.netwidth, config.netdepth, out_features, config.activation, config.w0, full_precision_output=True))
+    body = Sequential(Concat(point, code), mlp(width, config.netwidth, config.netdepth, out_features, config.activation, config.w0, full_precision_output=True,
+                                                  skip=config.skip))
     return IntegralNetwork(body, n_constants=3)
 
 

@@ -1,7 +1,7 @@
 """Whole views of a scene: the rays of a camera, rendered frames with their times, shared out over processes."""
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -9,14 +9,21 @@ from torch import Tensor
 
 from .data import Scene, SceneError
 from .distributed import SINGLE, Distributed, merge_shards
-from .rays import Rays, camera_rays
+from .rays import Intrinsics, Rays, camera_rays, to_ndc
 from .render import RenderOutput
 from .renderer import Renderer
 
 
-def view_rays(scene: Scene, c2w: Tensor, device: torch.device) -> Rays:
-    """The rays [H, W] of the scene's camera at pose ``c2w`` [3, 4], on ``device``."""
-    return camera_rays(c2w.to(device), scene.intrinsics, scene.near, scene.far, scene.ndc)
+def view_rays(scene: Scene, c2w: Tensor, device: torch.device, intrinsics: Optional[Intrinsics] = None) -> Rays:
+    """The rays [H, W] of the scene's camera (or ``intrinsics``) at pose ``c2w`` [3, 4], on ``device``.
+
+    In an NDC scene the rays of another camera still map to NDC through the
+    scene's own camera: that mapping defines the space the field lives in.
+    """
+    if intrinsics is None or not scene.ndc:
+        return camera_rays(c2w.to(device), intrinsics or scene.intrinsics, scene.near, scene.far, scene.ndc)
+    world = camera_rays(c2w.to(device), intrinsics, scene.near, scene.far)
+    return to_ndc(world.origins, world.directions, scene.intrinsics)
 
 
 def split_poses(scene: Scene, split: str) -> Tensor:
@@ -69,21 +76,24 @@ class RenderedViews:
         return len(self.rgb) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def render_poses(scene: Scene, poses: Tensor, renderer: Renderer, warmup: bool = True, dist: Distributed = SINGLE) -> Optional[RenderedViews]:
-    """Renders every pose; each process first renders its first pose once untimed, to warm up kernels and caches.
+def render_poses(scene: Scene, poses: Tensor, renderer: Renderer, warmup: bool = True, dist: Distributed = SINGLE,
+                 intrinsics: Optional[Sequence[Intrinsics]] = None) -> Optional[RenderedViews]:
+    """Renders every pose (with its own camera from ``intrinsics`` when given, else the scene's); each process first renders
+    its first pose once untimed, to warm up kernels and caches.
 
     Under several processes each renders every K-th pose and rank 0 gathers
     them all, in order; the other ranks get None.
     """
     device = renderer.device
-    mine = [poses[i] for i in dist.shard(len(poses))]
+    cameras = list(intrinsics) if intrinsics is not None else [None] * len(poses)
+    mine = [(poses[i], cameras[i]) for i in dist.shard(len(poses))]
     if warmup and mine:
-        renderer.render(view_rays(scene, mine[0], device))
+        renderer.render(view_rays(scene, mine[0][0], device, mine[0][1]))
     dist.barrier()
     start = time.perf_counter()
     lists = ([], [], [], [], [])  # rgb, disparity, depth, acc, ms per frame
-    for c2w in mine:
-        out, ms = timed(lambda: renderer.render(view_rays(scene, c2w, device)), device)
+    for c2w, camera in mine:
+        out, ms = timed(lambda: renderer.render(view_rays(scene, c2w, device, camera)), device)
         values = (out.rgb.float().cpu().numpy(), disparity_image(out), out.depth[..., 0].float().cpu().numpy(),
                   out.acc[..., 0].float().cpu().numpy(), ms)
         for kept, value in zip(lists, values):

@@ -2,7 +2,7 @@
 import math
 import statistics
 import time
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -21,9 +21,9 @@ def device_label(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def blender_view(size: int, device: torch.device) -> Tuple[Intrinsics, torch.Tensor]:
-    """A square Blender-style camera of ``size`` pixels at radius 4, 30° above the object."""
-    intrinsics = Intrinsics.from_focal(size, size, 0.5 * size / math.tan(0.5 * BLENDER_CAMERA_ANGLE_X))
+def blender_view(size: int, device: torch.device, height: Optional[int] = None) -> Tuple[Intrinsics, torch.Tensor]:
+    """A Blender-style camera ``size`` pixels wide (and ``height`` high; square by default) at radius 4, 30° above the object."""
+    intrinsics = Intrinsics.from_focal(height or size, size, 0.5 * size / math.tan(0.5 * BLENDER_CAMERA_ANGLE_X))
     return intrinsics, torch.from_numpy(spherical_pose(30.0, -30.0, 4.0)).float().to(device)
 
 

@@ -12,7 +12,7 @@ import json
 import math
 import statistics
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -83,10 +83,19 @@ def print_profile(frame, device: torch.device, title: str, frames: int = 3, rows
     print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
+def frame_size(text: str) -> Tuple[int, int]:
+    """``W`` (a square frame) or ``WxH`` -> (W, H); argparse reports anything else as an invalid value."""
+    parts = text.lower().split("x")
+    if len(parts) > 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected W or WxH in pixels, got {text!r}")
+    return int(parts[0]), int(parts[-1])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default=None, help="a trained checkpoint (default: random paper-size weights)")
-    parser.add_argument("--resolution", type=int, nargs="+", default=[400, 800], help="square frame sizes")
+    parser.add_argument("--resolution", type=frame_size, nargs="+", default=[(400, 400), (800, 800)],
+                        help="frame sizes: W for a square frame, or WxH (fern at factor 8: 504x378)")
     parser.add_argument("--n_sections", type=int, nargs="+", default=[16, 8], help="N for each resolution, paired in order")
     parser.add_argument("--chunk", default="65536", help="rays per chunk, or auto (measured as autoint-render does)")
     parser.add_argument("--repeats", type=int, default=10)
@@ -102,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         payload = None
         model_config = ModelConfig()
     if args.quick:
-        args.resolution, args.n_sections, args.repeats = [32], [8], 2
+        args.resolution, args.n_sections, args.repeats = [(32, 32)], [8], 2
         model_config = ModelConfig(netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32)
         payload = None
     pairs = list(zip(args.resolution, args.n_sections))
@@ -110,10 +119,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     name = device_label(device)
     # Rows are printed as they are measured, so that a run cut short still reports what it finished.
     print(f"{name}, torch {torch.__version__}, weights: {args.ckpt or 'random'}", flush=True)
-    print(f"{'variant':<26}{'size':>6}{'N':>4}{'chunk':>8}{'ms/frame':>10}{'fps':>8}{'TFLOP/s':>9}{'PSNR vs fp32':>14}{'peak GiB':>10}", flush=True)
+    print(f"{'variant':<26}{'size':>9}{'N':>4}{'chunk':>8}{'ms/frame':>10}{'fps':>8}{'TFLOP/s':>9}{'PSNR vs fp32':>14}{'peak GiB':>10}", flush=True)
     rows = []
-    for size, n in pairs:
-        intrinsics, c2w = blender_view(size, device)
+    for (width, height), n in pairs:
+        size = f"{width}x{height}" if width != height else str(width)
+        intrinsics, c2w = blender_view(width, device, height)
         rays = camera_rays(c2w, intrinsics, 2.0, 6.0)
         background = torch.ones(3, device=device)
         reference = None
@@ -138,14 +148,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ms, out = time_calls(frame, device, args.repeats, warmup=2)
             chunk = renderer.chunk
             if variant in args.profile:
-                print_profile(frame, device, f"{variant}, {size}x{size}, N={n}, chunk {chunk}")
+                print_profile(frame, device, f"{variant}, {width}x{height}, N={n}, chunk {chunk}")
             image = np.clip(out.rgb.float().cpu().numpy(), 0.0, 1.0)
             if variant == "eager_fp32":
                 reference = image
-            flops = size * size * (n + 1) * matmul_flops_per_eval(model)
+            flops = width * height * (n + 1) * matmul_flops_per_eval(model)
             rows.append({
-                "variant": variant, "resolution": size, "n_sections": n, "chunk": chunk, "ms_per_frame": ms,
-                "fps": 1e3 / ms, "rays_per_sec": size * size / (ms / 1e3), "matrix_tflops": flops / (ms / 1e3) / 1e12,
+                "variant": variant, "resolution": size, "width": width, "height": height, "n_sections": n, "chunk": chunk, "ms_per_frame": ms,
+                "fps": 1e3 / ms, "rays_per_sec": width * height / (ms / 1e3), "matrix_tflops": flops / (ms / 1e3) / 1e12,
                 # None where the frame is bit-identical to the float32 render (PSNR infinite).
                 "psnr_vs_fp32": None if math.isinf(psnr(image, reference)) else psnr(image, reference),
                 "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
@@ -156,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 r = rows[-1]
                 drift = "identical" if r["psnr_vs_fp32"] is None else format(r["psnr_vs_fp32"], ".2f")
                 peak = "" if r["peak_gib"] is None else format(r["peak_gib"], ".2f")
-                print(f"{variant:<26}{size:>6}{n:>4}{chunk:>8}{ms:>10.2f}{r['fps']:>8.1f}{r['matrix_tflops']:>9.1f}{drift:>14}{peak:>10}", flush=True)
+                print(f"{variant:<26}{size:>9}{n:>4}{chunk:>8}{ms:>10.2f}{r['fps']:>8.1f}{r['matrix_tflops']:>9.1f}{drift:>14}{peak:>10}", flush=True)
     bf16 = measured_bf16_rate(device)
     print(f"measured bf16 matmul: {bf16 and round(bf16)} TFLOP/s", flush=True)
     print(json.dumps({"bench": "render", "device": name, "torch": torch.__version__, "weights": args.ckpt or "random",

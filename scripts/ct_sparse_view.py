@@ -11,6 +11,9 @@ samples per line, Adam with amsgrad at 1e-4, 50,000 steps); ``--jobs`` fits
 several networks at once (spread over the visible GPUs). Writes
 ``results.json``, ``report.md``, ``ct_sparse_view.png`` and
 ``ct_convergence.png`` to --out; the JSON is also the last line printed.
+Each finished fit is kept in --out/fits/ as it ends, so a run that is stopped
+(or runs out of time) keeps what it finished, and running it again with the same
+settings fits only what is missing.
 """
 import dataclasses
 import json
@@ -22,6 +25,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from autoint_cli.atomic import atomic_write, write_text
@@ -41,6 +45,10 @@ def parse(argv: Optional[Sequence[str]]):
     parser.add_argument("--activation", nargs="+", default=list(ACTIVATIONS), choices=ACTIVATIONS)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: 800, or 50,000 with --paper)")
     parser.add_argument("--paper", action="store_true", help="the authors' protocol: 4x128, 10 frequencies, 64 samples, amsgrad 1e-4")
+    parser.add_argument("--lrate", type=float, default=None, help="Adam's learning rate instead of the protocol's")
+    parser.add_argument("--hidden", type=int, default=None, help="network width instead of the protocol's")
+    parser.add_argument("--n_freqs", type=int, default=None, help="encoding frequencies instead of the protocol's")
+    parser.add_argument("--cosine", choices=("on", "off"), default=None, help="cosine decay of the rate (on) or a constant rate (off) instead of the protocol's")
     parser.add_argument("--compile", action="store_true", help="compile each step's loss and backward (reduce-overhead: CUDA graphs)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--jobs", type=int, default=1, help="networks fitted at once, in separate processes (spread over the GPUs)")
@@ -55,6 +63,9 @@ def parse(argv: Optional[Sequence[str]]):
     for name in ("size", "n_angles", "steps", "jobs"):
         if getattr(args, name) < (1 if name == "jobs" else 2):
             parser.error(f"--{name} must be at least {1 if name == 'jobs' else 2}, got {getattr(args, name)}")
+    for name in ("lrate", "hidden", "n_freqs"):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if min(args.subsample) < 2 or max(args.subsample) >= args.n_angles:
         parser.error(f"--subsample values must lie in [2, n_angles), got {args.subsample}")
     if args.device not in ("auto", "cpu", "cuda"):
@@ -67,12 +78,34 @@ def parse(argv: Optional[Sequence[str]]):
 def settings_of(args) -> FitSettings:
     # History entries: every 40th of the run (at least every 10th, and every 500 steps under --paper).
     log_every = max(1, min(PAPER.log_every, args.steps // 10) if args.paper else args.steps // 40)
-    return dataclasses.replace(PAPER if args.paper else FitSettings(), steps=args.steps, seed=args.seed, log_every=log_every,
-                               compile_mode="reduce-overhead" if args.compile else None)
+    base = PAPER if args.paper else FitSettings()
+    overrides = {name: getattr(args, name) for name in ("lrate", "hidden", "n_freqs") if getattr(args, name) is not None}
+    if args.cosine is not None:
+        overrides["cosine"] = args.cosine == "on"
+    return dataclasses.replace(base, steps=args.steps, seed=args.seed, log_every=log_every,
+                               compile_mode="reduce-overhead" if args.compile else None, **overrides)
+
+
+def fit_key(task: Dict) -> Dict:
+    """What decides a fit's result: a kept fit is reused only when all of it matches."""
+    return {"size": task["size"], "n_angles": task["n_angles"], "subsample": task["subsample"], "activation": task["activation"],
+            "settings": dataclasses.asdict(task["settings"])}
+
+
+def kept_fit(task: Dict) -> Optional[Dict]:
+    """The fit of ``task`` from an earlier run with the same settings, or None."""
+    path = task["keep"]
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("key") != json.loads(json.dumps(fit_key(task))):
+        return None
+    return {**saved["fit"], "predicted": np.asarray(saved["fit"]["predicted"]), "reused": True}
 
 
 def fit_task(task: Dict) -> Dict:
-    """One network (a subsampling level and an activation) on its device: its predicted sinogram, history and time."""
+    """One network (a subsampling level and an activation) on its device: its predicted sinogram, history and time; kept on disk."""
     device = torch.device(task["device"])
     if device.type == "cpu" and task["jobs"] > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // task["jobs"]))  # the jobs share the cores instead of fighting over them
@@ -80,23 +113,33 @@ def fit_task(task: Dict) -> Dict:
     began = time.perf_counter()
     result = fit(views, task["activation"], task["settings"], device)
     predicted = predict_sinogram(result.network, views)
-    return {**{k: task[k] for k in ("subsample", "activation")}, "predicted": predicted, "history": result.history,
+    done = {**{k: task[k] for k in ("subsample", "activation")}, "predicted": predicted, "history": result.history,
             "final_loss": result.losses[-1], "seconds": time.perf_counter() - began, "device": task["device"]}
+    task["keep"].parent.mkdir(parents=True, exist_ok=True)
+    write_text(task["keep"], json.dumps({"key": fit_key(task), "fit": {**done, "predicted": np.asarray(predicted).tolist()}}))
+    return done
 
 
 def run_fits(args, settings: FitSettings) -> List[Dict]:
-    """Every (subsampling, activation) fit, ``--jobs`` at a time, round-robin over the GPUs when on CUDA."""
+    """Every (subsampling, activation) fit not kept from an earlier run, ``--jobs`` at a time, round-robin over the GPUs on CUDA."""
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if cuda else ["cpu"]
-    tasks = [{"size": args.size, "n_angles": args.n_angles, "subsample": k, "activation": a, "settings": settings, "jobs": args.jobs}
-             for k in args.subsample for a in args.activation]
-    for i, task in enumerate(tasks):
+    tasks = [{"size": args.size, "n_angles": args.n_angles, "subsample": k, "activation": a, "settings": settings, "jobs": args.jobs,
+              "keep": args.out / "fits" / f"{a}_k{k}.json"} for k in args.subsample for a in args.activation]
+    kept = {i: kept_fit(task) for i, task in enumerate(tasks)}
+    todo = [task for i, task in enumerate(tasks) if kept[i] is None]
+    if len(todo) < len(tasks):
+        print(f"reusing {len(tasks) - len(todo)} fit(s) kept in {args.out / 'fits'}", flush=True)
+    for i, task in enumerate(todo):
         task["device"] = devices[i % len(devices)]
-    if args.jobs == 1:
-        return [fit_task(task) for task in tasks]
-    # spawn: CUDA cannot be used in a forked child.
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(fit_task, tasks))
+    if args.jobs == 1 or len(todo) <= 1:
+        fitted = [fit_task(task) for task in todo]
+    else:
+        # spawn: CUDA cannot be used in a forked child.
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+            fitted = list(pool.map(fit_task, todo))
+    fitted.reverse()
+    return [kept[i] if kept[i] is not None else fitted.pop() for i in range(len(tasks))]
 
 
 def score(args, fits: List[Dict]):
@@ -134,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results, figures = score(args, fits)
     protocol = {k: v for k, v in dataclasses.asdict(settings).items() if k != "seed"}
     summary = {"size": args.size, "n_angles": args.n_angles, "steps": args.steps, "paper": args.paper, "protocol": protocol,
-               "seed": args.seed, "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+               "seed": args.seed, "seconds": round(time.perf_counter() - start, 1), "reused": sum(bool(f.get("reused")) for f in fits), "torch": torch.__version__,
                "device": torch.cuda.get_device_name(0) if fits and fits[0]["device"].startswith("cuda") else "cpu", "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
     table = report(summary)
@@ -151,11 +194,22 @@ def strip_history(row: Dict) -> Dict:
     return {**row, "autoint": {a: {k: v for k, v in r.items() if k != "history"} for a, r in row["autoint"].items()}}
 
 
+def protocol_note(summary: Dict) -> str:
+    """" (the authors' protocol)" under --paper, and what was changed from it or from the CPU default ("" when nothing was)."""
+    base, label = (PAPER, "the authors' protocol") if summary["paper"] else (FitSettings(), "the default settings")
+    base = dataclasses.asdict(base)
+    changed = [f"{k} {v}" for k, v in summary["protocol"].items() if k not in ("steps", "log_every", "compile_mode") and base.get(k) != v]
+    if not changed:
+        return PAPER_NOTE if summary["paper"] else ""
+    return f" ({label} with {', '.join(changed)})"
+
+
 def report(summary: Dict) -> str:
     """The table of every method at every subsampling, then what the numbers say (computed here, not written by hand)."""
     lines = [f"# Sparse-view CT: Shepp–Logan {summary['size']}x{summary['size']}, {summary['n_angles']} angles, "
-             f"{summary['steps']} steps{PAPER_NOTE if summary['paper'] else ''}", "",
-             f"Device: {summary['device']}, torch {summary['torch']}; {summary['seconds']} s in all. PSNR (dB) of the held-out "
+             f"{summary['steps']} steps{protocol_note(summary)}", "",
+             f"Device: {summary['device']}, torch {summary['torch']}; {summary['seconds']} s in all"
+             f"{'' if not summary.get('reused') else ', reusing ' + str(summary['reused']) + ' fit(s) kept by an earlier run'}. PSNR (dB) of the held-out "
              "angles of the sinogram, of the training angles (networks), and of the filtered back-projection against the phantom.", "",
              "| every k-th angle | method | held-out sinogram PSNR | training-angle PSNR | FBP PSNR | fit time (s) |", "|---|---|---|---|---|---|"]
     for row in summary["results"]:

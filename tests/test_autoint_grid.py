@@ -135,3 +135,22 @@ def test_dense_levels_never_collide():
     corners = cells[:, 1, None, :] + grid._corners
     unique_corners = torch.unique(corners.reshape(-1, 3), dim=0)
     assert torch.unique(rows).numel() == unique_corners.shape[0] == (r + 1) ** 3
+
+
+def test_every_level_gives_a_linear_field_the_same_value_and_tangent():
+    """Each level's table holding the lattice coordinate u_x of its vertices: trilinear interpolation gives u_x = R_l (x + b)/(2b),
+    and the level scale R_0/R_l makes that R_0 (x + b)/(2b) at every level, its tangent R_0 ẋ/(2b): no level outweighs another."""
+    grid = HashGrid(BOUND, n_levels=3, n_features=1, log2_size=12, min_resolution=2, max_resolution=8, init_scale=0.0).double()
+    assert grid._dense.all()
+    with torch.no_grad():
+        for level, r in enumerate(grid.resolutions):
+            row = torch.arange(grid.table_size)
+            grid.table[level, :, 0] = (row % (r + 1)).double()  # dense rows: vertex x + (R + 1)·(vertex y + (R + 1)·vertex z)
+    _, d = rays(n=20, seed=6)
+    o = torch.rand(20, 3, dtype=F64, generator=torch.Generator().manual_seed(7)) * 2.4 - 1.2  # inside the box
+    out = grid(Dual(o, d))
+    r0 = grid.resolutions[0]
+    value = (r0 * (o[:, :1] + BOUND) / (2 * BOUND)).expand(-1, 3)
+    tangent = (r0 * d[:, :1] / (2 * BOUND)).expand(-1, 3)
+    torch.testing.assert_close(out.primal, value, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.tangent, tangent, rtol=0, atol=1e-12)

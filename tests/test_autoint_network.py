@@ -236,3 +236,23 @@ def test_compiled_grad_network_matches_eager():
     for fast, eager in zip(fast_grads, eager_grads):
         if eager is not None:
             assert_relative(fast, eager, 1e-12)
+
+
+@pytest.mark.parametrize("skip", [1, 3])
+def test_a_skip_connection_matches_autograd_and_jvp(skip):
+    """mlp(skip=k) joins the input to the activations after k layers: its grad network is exact in float64, and the layer
+    after the join reads hidden + input features."""
+    point = Sequential(Sum(Constant(0), Product(Variable(), Constant(1))), PositionalEncoding(4))
+    code = Sequential(Constant(2), PositionalEncoding(1))
+    body = mlp(27 + 18, 24, 5, 4, "swish", skip=skip)
+    phi = IntegralNetwork(Sequential(Concat(point, code), body), n_constants=3).double()
+    assert [m.in_features for m in phi.modules() if isinstance(m, Linear)].count(24 + 45) == 1
+    inputs = ray_inputs()
+    grad = phi.grad_network()(*inputs)
+    assert_relative(grad, autograd_dphi_dt(phi, *inputs), REL)
+    assert_relative(grad, jvp_dphi_dt(phi, *inputs), REL)
+
+
+def test_a_skip_connection_goes_between_layers():
+    with pytest.raises(ValueError, match="skip"):
+        mlp(3, 8, 4, 1, skip=4)

@@ -157,3 +157,40 @@ def test_render_depth_writes_float_maps_that_match_the_renderer(tmp_path):
     # Without --depth, none of it.
     assert render_main(["--expdir", str(run_dir), "--out", str(tmp_path / "plain")]) == 0
     assert not list((tmp_path / "plain").glob("depth*")) and not list((tmp_path / "plain").glob("acc*"))
+
+
+def test_render_a_camera_path_file(tmp_path, capsys):
+    """--camera_path: a nerfstudio path through a test view with the scene's own camera renders that view; a keyframe path
+    gives fps x seconds frames and a video at the file's rate; a bad file or --fps is one line and exit 2."""
+    import torch
+    from helpers import write_config
+
+    from autoint_cli.cli import render_main, train_main
+    from autoint_cli.data.camera_path import vertical_fov
+    from autoint_cli.run_loader import load_run
+
+    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
+    assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nn_iters = 20\n"))]) == 0
+    run_dir = tmp_path / "logs" / "tiny"
+    run = load_run(run_dir, torch.device("cpu"))
+    test_pose = run.scene.c2w[run.scene.i_test[1]].numpy()
+    frame = {"camera_to_world": np.vstack((test_pose, [0, 0, 0, 1])).reshape(-1).tolist(), "fov": vertical_fov(run.scene.intrinsics)}
+    (tmp_path / "ns.json").write_text(json.dumps({"camera_path": [frame, frame], "render_width": 12, "render_height": 12, "fps": 12}))
+    assert render_main(["--expdir", str(run_dir), "--out", str(tmp_path / "split"), "--renderer", "integral"]) == 0
+    assert render_main(["--expdir", str(run_dir), "--camera_path", str(tmp_path / "ns.json"), "--out", str(tmp_path / "ns"), "--video", "False"]) == 0
+    assert sorted(p.name for p in (tmp_path / "ns").glob("rgb_*.png")) == ["rgb_000.png", "rgb_001.png"]
+    np.testing.assert_array_equal(iio.imread(tmp_path / "ns" / "rgb_000.png"), iio.imread(tmp_path / "split" / "rgb_001.png"))
+    keys = {"keyframes": [{"c2w": test_pose.tolist()}, {"c2w": run.scene.c2w[run.scene.i_test[0]].numpy().tolist()}], "fps": 5,
+            "seconds": 1.2, "width": 10, "height": 8}
+    (tmp_path / "keys.json").write_text(json.dumps(keys))
+    assert render_main(["--expdir", str(run_dir), "--camera_path", str(tmp_path / "keys.json")]) == 0
+    out = run_dir / f"render_camera_path_{run.step:06d}"
+    assert len(list(out.glob("rgb_*.png"))) == 6 and iio.imread(out / "rgb_005.png").shape == (8, 10, 3)
+    assert iio.immeta(out / "rgb.mp4")["fps"] == 5
+    capsys.readouterr()
+    assert render_main(["--expdir", str(run_dir), "--camera_path", str(tmp_path / "keys.json"), "--fps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "autoint-render: error: --fps must be positive, got 0.0"
+    (tmp_path / "bad.json").write_text(json.dumps({"keyframes": []}))
+    assert render_main(["--expdir", str(run_dir), "--camera_path", str(tmp_path / "bad.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"autoint-render: error: {tmp_path / 'bad.json'}: keyframes must be a list of at least 2 objects"
+

@@ -100,6 +100,9 @@ def test_every_shipped_config_parses_and_passes_the_checks():
     ("model", {"encoding": "triplane"}, "encoding must be one of frequency, hashgrid, got 'triplane'"),
     ("run", {"precision": "fp8"}, "precision must be one of fp32, tf32, bf16, got 'fp8'"),
     ("model", {"n_sections": 0}, "n_sections must be at least 1, got 0"),
+    ("model", {"skip": 10}, "skip must be below netdepth (10), got 10"),
+    ("run", {"adam_eps": 0.0}, "adam_eps must be positive, got 0.0"),
+    ("run", {"grid_lrate": -1.0}, "grid_lrate must be at least 0, got -1.0"),
 ])
 def test_check_train_config_reads_choices_and_minimums_from_the_fields(group, change, message):
     """Configs built in Python (not through the parser) meet the same checks as flags, from the same field metadata."""

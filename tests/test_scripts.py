@@ -93,11 +93,34 @@ def test_ct_sparse_view_quick(tmp_path):
     assert [h["step"] for h in saved["results"][0]["autoint"]["swish"]["history"]][-1] == 60
     for name in ("ct_sparse_view.png", "ct_convergence.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    # The fits were kept as they ended: a second run with the same settings reuses them (same figures, no fitting), and
+    # one with another learning rate fits again and says what it changed.
+    again = run("scripts/ct_sparse_view.py", "--quick", "--out", str(tmp_path))
+    assert again.returncode == 0 and again.stdout.startswith(f"reusing 2 fit(s) kept in {tmp_path / 'fits'}")
+    reused = json.loads(again.stdout.strip().splitlines()[-1])
+    assert reused["reused"] == 2 and reused["results"][0]["autoint"] == report["results"][0]["autoint"]
+    changed = run("scripts/ct_sparse_view.py", "--quick", "--lrate", "3e-3", "--out", str(tmp_path))
+    assert changed.returncode == 0 and "reusing" not in changed.stdout
+    assert "(the default settings with lrate 0.003)" in (tmp_path / "report.md").read_text()
 
 
-def test_ct_sparse_view_bad_arguments(tmp_path):
-    proc = run("scripts/ct_sparse_view.py", "--subsample", "1", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "--subsample values must lie in [2, n_angles)" in proc.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--subsample", "1"], "--subsample values must lie in [2, n_angles)"),
+    (["--lrate", "0"], "--lrate must be positive, got 0.0"),
+    (["--cosine", "maybe"], "argument --cosine: invalid choice: 'maybe'"),
+])
+def test_ct_sparse_view_bad_arguments(tmp_path, args, message):
+    proc = run("scripts/ct_sparse_view.py", *args, "--out", str(tmp_path))
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_bench_render_reads_frame_sizes():
+    proc = run("scripts/bench_render.py", "--resolution", "40x30", "--n_sections", "4", "--repeats", "1", "--variants", "eager_fp32")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout.strip().splitlines()[-1])["results"]
+    assert (row["resolution"], row["width"], row["height"], row["rays_per_sec"] * row["ms_per_frame"] / 1e3) == ("40x30", 40, 30, pytest.approx(1200))
+    bad = run("scripts/bench_render.py", "--resolution", "40y30")
+    assert bad.returncode == 2 and "expected W or WxH in pixels, got '40y30'" in bad.stderr
 
 
 def test_bench_distributed_on_the_cpu(tmp_path):

@@ -1,16 +1,18 @@
 """One training step called directly: the loss it reports, NaN/inf steps skipped by fused Adam, sub-batches, gradient sync under gloo."""
+import dataclasses
 import os
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from autoint_cli.autoint import HashGrid
 from autoint_cli.config import ModelConfig, RunConfig, TrainConfig, DataConfig
 from autoint_cli.distributed import Distributed
 from autoint_cli.models import RadianceField, SceneModel
 from autoint_cli.rays import Rays
 from autoint_cli.render import render_training
-from autoint_cli.train import Batch, BatchSampler, TrainState, TrainStep, setup_state
+from autoint_cli.train import Batch, BatchSampler, TrainState, TrainStep, save_state, setup_state
 
 MODEL = ModelConfig(n_sections=4, samples_per_section=2, netdepth=2, netwidth=16, multires=3, multires_views=1, sampler_depth=2, sampler_width=16)
 N_RAYS = 24
@@ -158,3 +160,37 @@ def test_the_compiled_step_takes_the_eager_step():
     for name in after_eager:
         # Adam's first steps move each weight by about lrate whatever the gradient's size: compare to a share of lrate.
         torch.testing.assert_close(after_compiled[name], after_eager[name], rtol=0, atol=1e-4, msg=name)
+
+
+GRID_MODEL = dataclasses.replace(MODEL, encoding="hashgrid", bound=1.5, grid_levels=2, grid_features=2, grid_log2_size=8, grid_min_res=2,
+                                 grid_max_res=4)
+
+
+def grid_state(run_dir=None, **run) -> TrainState:
+    config = TrainConfig(DataConfig(datadir="unused"), GRID_MODEL, RunConfig(expname="grid", lrate=1e-2, **run))
+    torch.manual_seed(0)
+    return setup_state(config, SceneModel(GRID_MODEL), torch.device("cpu"), run_dir), config
+
+
+def test_a_grids_tables_take_their_own_learning_rate_and_epsilon():
+    state, _ = grid_state(grid_lrate=5e-2, adam_eps=1e-15)
+    others, tables = state.optimizer.param_groups
+    grids = [m.table for m in state.model.modules() if isinstance(m, HashGrid)]  # one per network: σ and colour
+    assert len(grids) == 2 and [id(p) for p in tables["params"]] == [id(p) for p in grids]
+    assert others["eps"] == tables["eps"] == 1e-15
+    TrainStep(state.model, torch.ones(3), precision="fp32", chunk=N_RAYS)(state, make_batch())
+    assert others["lr"] == pytest.approx(state.schedule(0)) and tables["lr"] == pytest.approx(5 * state.schedule(0))
+    # Without grid_lrate the tables follow lrate; a model without a grid has one group.
+    plain, _ = grid_state()
+    assert plain.optimizer.param_groups[1]["lr_scale"] == 1.0
+    assert len(make_state().optimizer.param_groups) == 1
+
+
+def test_a_resumed_run_takes_its_configs_table_rate_and_epsilon(tmp_path):
+    state, config = grid_state(grid_lrate=5e-2, adam_eps=1e-15)
+    TrainStep(state.model, torch.ones(3), precision="fp32", chunk=N_RAYS)(state, make_batch())
+    save_state(state, config, tmp_path)
+    resumed, _ = grid_state(tmp_path, grid_lrate=2e-2, adam_eps=1e-10)
+    assert resumed.step == 1
+    assert [g["lr_scale"] for g in resumed.optimizer.param_groups] == [1.0, pytest.approx(2.0)]
+    assert [g["eps"] for g in resumed.optimizer.param_groups] == [1e-10, 1e-10]

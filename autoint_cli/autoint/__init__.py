@@ -3,7 +3,7 @@
 Knows nothing of rays or scenes: a network is a function Φ(t; constants) of one
 integration variable t and inputs that do not depend on t.
 """
-from .combinators import Concat, Product, Sequential, Sum
+from .combinators import Concat, Identity, Product, Sequential, Sum
 from .dual import Dual, Inputs
 from .graph import Description
 from .grid import HashGrid
@@ -40,6 +40,7 @@ __all__ = [
     "Exp",
     "GradNetwork",
     "HashGrid",
+    "Identity",
     "Inputs",
     "IntegralNetwork",
     "Linear",

@@ -4,6 +4,7 @@
     Concat(f, g)(x)     = [f(x), g(x)]            tangent [ḟ, ġ]; constant branches add no tangent
     Sum(f, g)(x)        = f(x) + g(x)             tangent ḟ + ġ
     Product(f, g)(x)    = f(x) ⊙ g(x)             tangent ḟ ⊙ g + f ⊙ ġ
+    Identity()(x)       = x                       tangent ẋ (with Concat: a skip connection)
 
 Every branch of Concat, Sum and Product receives the same input, so branches
 that start with :class:`Variable` or :class:`Constant` read the network inputs.
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from .dual import Dual
 from .graph import PRIMAL, TANGENT, GraphBuilder, NodeRef
-from .layers import AutoIntModule, DualOrInputs, as_dual
+from .layers import AutoIntModule, DualOrInputs, as_dual, graph_input
 
 
 class Sequential(AutoIntModule):
@@ -44,6 +45,16 @@ class Sequential(AutoIntModule):
 
     def __len__(self) -> int:
         return len(self.layers)
+
+
+class Identity(AutoIntModule):
+    """Its input unchanged: beside a branch in :class:`Concat`, the skip connection [f(x), x]."""
+
+    def forward(self, x: DualOrInputs) -> Dual:
+        return as_dual(x)
+
+    def build_graph(self, g: GraphBuilder, inp: Optional[NodeRef]) -> NodeRef:
+        return graph_input(g, inp)
 
 
 class _Branches(AutoIntModule):

@@ -4,9 +4,16 @@ Level l covers the cube [−bound, bound]³ with a lattice of resolution R_l
 (R_l = ⌊R_min · b^l⌋, b the growth factor from R_min to R_max). A point x
 maps to u = R_l (x + bound) / (2 bound), clamped to [0, R_l]; with the cell
 corner c = ⌊u⌋ and fractions f = u − c, its level-l features are the trilinear
-interpolation of the feature vectors at the cell's 8 corners v:
+interpolation of the feature vectors at the cell's 8 corners v, scaled by
+s_l = R_0 / R_l:
 
-    y_l(x) = Σ_v w_v(f) θ_l[v],   w_v(f) = Π_a (v_a ? f_a : 1 − f_a)
+    y_l(x) = s_l Σ_v w_v(f) θ_l[v],   w_v(f) = Π_a (v_a ? f_a : 1 − f_a)
+
+The scale plays the part of the positional encoding's 1/f: the tangent of a
+level grows with its resolution (u̇ ∝ R_l), so without it a step of the same
+size in every table entry (Adam's) would move the fine levels' derivatives,
+the densities a grad network is made of, hundreds of times more than the
+coarse ones'. With it every level's tangent has the same scale.
 
 Corners index a dense table while (R_l + 1)³ fits it, else a spatial hash
 (v_x·1 ⊕ v_y·2654435761 ⊕ v_z·805459861) mod T. The layer's output is the
@@ -15,7 +22,7 @@ levels' features side by side.
 Derivative along t: inside a cell y_l is a polynomial in u, so with
 ẋ = dx/dt the rule is exact,
 
-    ẏ_l = Σ_v (Σ_a ∂w_v/∂f_a · u̇_a) θ_l[v],   u̇_a = R_l ẋ_a / (2 bound)  (0 where u_a is clamped)
+    ẏ_l = s_l Σ_v (Σ_a ∂w_v/∂f_a · u̇_a) θ_l[v],   u̇_a = R_l ẋ_a / (2 bound)  (0 where u_a is clamped)
 
 with ∂w_v/∂f_a = ±Π_{b≠a} (v_b ? f_b : 1 − f_b). y is continuous in t
 (piecewise polynomial between cell crossings), so Φ(b) − Φ(a) is still the
@@ -68,6 +75,9 @@ class HashGrid(AutoIntModule):
         self.table_size = 2**log2_size
         self.table = nn.Parameter(torch.empty(n_levels, self.table_size, n_features).uniform_(-init_scale, init_scale))
         self.register_buffer("_scale", torch.tensor(self.resolutions, dtype=torch.float64), persistent=False)
+        # s_l = R_0 / R_l, one per output feature.
+        level_scale = torch.tensor([self.resolutions[0] / r for r in self.resolutions], dtype=torch.float64)
+        self.register_buffer("_level_scale", level_scale.repeat_interleave(n_features), persistent=False)
         self.register_buffer("_corners", torch.tensor(_CORNERS, dtype=torch.int64), persistent=False)
         # Levels whose lattice fits the table are indexed densely (no collisions), the others by the hash.
         self.register_buffer("_dense", torch.tensor([(r + 1) ** 3 <= self.table_size for r in self.resolutions]), persistent=False)
@@ -99,14 +109,15 @@ class HashGrid(AutoIntModule):
         features = self.table.reshape(-1, self.n_features)[self._indices(cell)]  # [*batch, L, 8, F]
         bits = self._corners.to(torch.bool)  # [8, 3]
         factors = torch.where(bits, frac[..., None, :], 1 - frac[..., None, :])  # [*batch, L, 8, 3]
-        y = (factors.prod(-1)[..., None] * features).sum(-2).flatten(-2)  # [*batch, L·F]
+        level_scale = self._level_scale.to(dtype)
+        y = (factors.prod(-1)[..., None] * features).sum(-2).flatten(-2) * level_scale  # [*batch, L·F]
         if x.tangent is None:
             return Dual(y)
         rate = torch.where(inside, x.tangent[..., None, :] * scale[:, None], torch.zeros_like(u))  # u̇ [*batch, L, 3]
         sign = bits.to(dtype) * 2 - 1  # ∂(f or 1 − f)/∂f: ±1
         others = torch.stack([factors[..., 1] * factors[..., 2], factors[..., 0] * factors[..., 2], factors[..., 0] * factors[..., 1]], -1)
         dweights = (sign * others * rate[..., None, :]).sum(-1)  # [*batch, L, 8]
-        return Dual(y, (dweights[..., None] * features).sum(-2).flatten(-2))
+        return Dual(y, (dweights[..., None] * features).sum(-2).flatten(-2) * level_scale)
 
     def build_graph(self, g: GraphBuilder, inp: Optional[NodeRef]) -> NodeRef:
         inp = graph_input(g, inp)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from . import fused
-from .combinators import Concat, Sequential
+from .combinators import Concat, Identity, Sequential
 from .dual import Inputs
 from .graph import Description, GraphBuilder, describe_graphs
 from .layers import REDUCED_MAX_OUT, AutoIntModule, Constant, Linear, PositionalEncoding, Variable, as_dual, make_activation, reduced_linear
@@ -209,28 +209,38 @@ def mlp(
     activation: str = "swish",
     w0: float = 30.0,
     full_precision_output: bool = False,
+    skip: int = 0,
 ) -> Sequential:
     """``n_layers`` Linear layers with ``activation`` between them, none after the last.
 
-    ``full_precision_output`` keeps the last layer in float32 under autocast
-    (see :class:`Linear`).
+    ``skip`` > 0 joins the MLP's input to the activations after that many
+    layers (NeRF's skip connection, there after 5): the next layer reads
+    [h_skip, x]. ``full_precision_output`` keeps the last layer in float32
+    under autocast (see :class:`Linear`).
 
     Initialisation follows the activation: SIREN's for sine (U(±1/n) first,
     U(±sqrt(6/n)/w0) after), Xavier for tanh and sigmoid, Kaiming otherwise.
     """
     if n_layers < 1:
         raise ValueError(f"an MLP needs at least one layer, got n_layers={n_layers}")
+    if not 0 <= skip < n_layers:
+        raise ValueError(f"a skip connection goes after one of the first n_layers - 1 = {n_layers - 1} layers, got skip={skip}")
     if activation == "sine":
         inits = ["first_sine"] + ["sine"] * (n_layers - 1)
     else:
         inits = ["xavier" if activation in ("tanh", "sigmoid") else "kaiming"] * n_layers
     sizes = [in_features] + [hidden_features] * (n_layers - 1) + [out_features]
-    layers = []
+    if skip:
+        sizes[skip] += in_features
+    layers: List[AutoIntModule] = []
     for i in range(n_layers):
         last = i == n_layers - 1
-        layers.append(Linear(sizes[i], sizes[i + 1], init=inits[i], w0=w0, full_precision=last and full_precision_output))
+        out = sizes[i + 1] - (in_features if skip and i + 1 == skip else 0)
+        layers.append(Linear(sizes[i], out, init=inits[i], w0=w0, full_precision=last and full_precision_output))
         if i < n_layers - 1:
             layers.append(make_activation(activation, w0))
+        if skip and i + 1 == skip:
+            layers = [Concat(Sequential(*layers), Identity())]
     return Sequential(*layers)
 
 

@@ -25,6 +25,19 @@ def learning_rate(run: RunConfig, step: int) -> float:
     return run.lrate * 0.1 ** (step / (run.lrate_decay * 1000))
 
 
+def parameter_groups(model: SceneModel, run: RunConfig) -> list:
+    """Adam's parameter groups: a grid's feature tables on their own (``lr_scale`` = grid_lrate / lrate), when it has any.
+
+    The scale, not a fixed rate, is stored so that one schedule drives every group: the step sets
+    lr = schedule(step) · lr_scale.
+    """
+    tables = [p for name, p in model.named_parameters() if name.endswith(".table")]
+    others = [p for name, p in model.named_parameters() if not name.endswith(".table")]
+    if not tables:
+        return [{"params": others, "lr_scale": 1.0}]
+    return [{"params": others, "lr_scale": 1.0}, {"params": tables, "lr_scale": (run.grid_lrate or run.lrate) / run.lrate}]
+
+
 @dataclass
 class TrainState:
     """A run at step ``step``; :class:`~autoint_cli.train.step.TrainStep` advances it by one.
@@ -91,7 +104,7 @@ def setup_state(config: TrainConfig, model: SceneModel, device: torch.device, ru
     run = config.run
     model.to(device)
     # Fused Adam takes the step's NaN/inf flag as a tensor and skips the update on the device, with no host synchronisation.
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.lrate, fused=True)
+    optimizer = torch.optim.Adam(parameter_groups(model, run), lr=run.lrate, eps=run.adam_eps, fused=True)
     generator = torch.Generator(device=device).manual_seed(run.seed)
     state = TrainState(model, optimizer, generator, lambda step: learning_rate(run, step))
     resume = None if run.no_reload or run_dir is None else latest_checkpoint(run_dir)
@@ -105,6 +118,9 @@ def setup_state(config: TrainConfig, model: SceneModel, device: torch.device, ru
     try:
         optimizer.load_state_dict(payload["optimizer"])
         _restore_rng(payload["rng"], generator)
+        # The checkpoint's hyper-parameters came back with its state; this run's config decides them.
+        for group, fresh in zip(optimizer.param_groups, parameter_groups(model, run)):
+            group.update(lr_scale=fresh["lr_scale"], eps=run.adam_eps)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(f"{resume}: its optimizer or random state does not fit this model ({type(err).__name__}: {err})") from None
     state.step, state.resumed_from = int(payload["step"]), resume

@@ -163,7 +163,7 @@ class TrainStep:
         take the same decision, at step boundaries); when it says yes the step is abandoned (:class:`StepInterrupted`)."""
         lr = state.schedule(state.step)
         for group in state.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         state.optimizer.zero_grad(set_to_none=True)
         with matmul_precision(self.precision):
             loss = self._backward(batch, None if self.dist.active else interrupted)
