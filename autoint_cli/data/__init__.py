@@ -5,10 +5,11 @@ from typing import Any, Callable, Dict
 from ..config import DataConfig
 from .blender import load_blender
 from .llff import load_llff
+from .nerfstudio import load_nerfstudio
 from .scene import Scene, SceneError
 from .synthetic import ensure_demo_scene
 
-DATASETS: Dict[str, Callable[..., Scene]] = {"blender": load_blender, "llff": load_llff}
+DATASETS: Dict[str, Callable[..., Scene]] = {"blender": load_blender, "llff": load_llff, "nerfstudio": load_nerfstudio}
 
 
 def load_scene(dataset_type: str, datadir, **options) -> Scene:
@@ -31,6 +32,8 @@ def loader_options(config: DataConfig) -> Dict[str, Any]:
     if config.dataset_type == "llff":
         return {"factor": config.factor, "llffhold": config.llffhold, "spherify": config.spherify, "ndc": not config.no_ndc,
                 "val_view": config.val_view}
+    if config.dataset_type == "nerfstudio":
+        return {"white_bkgd": config.white_bkgd, "holdout": config.llffhold}
     return {}
 
 
@@ -52,4 +55,4 @@ def scene_from_config(config: DataConfig, write: bool = True) -> Scene:
     return dataclasses.replace(scene, near=near, far=far)
 
 
-__all__ = ["DATASETS", "Scene", "SceneError", "load_blender", "load_llff", "load_scene", "loader_options", "scene_from_config"]
+__all__ = ["DATASETS", "Scene", "SceneError", "load_blender", "load_llff", "load_nerfstudio", "load_scene", "loader_options", "scene_from_config"]

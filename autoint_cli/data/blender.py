@@ -18,7 +18,7 @@ BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0
 BLENDER_BOUND = 1.5
 
 
-def _read_transforms(path: Path) -> dict:
+def read_transforms(path: Path) -> dict:
     if not path.is_file():
         raise SceneError(f"{path}: transforms file missing")
     try:
@@ -35,7 +35,7 @@ def _read_transforms(path: Path) -> dict:
     return meta
 
 
-def _intrinsics(meta: dict, frame: dict, H: int, W: int, path: Path) -> Intrinsics:
+def frame_intrinsics(meta: dict, frame: dict, H: int, W: int, path: Path) -> Intrinsics:
     """Per-frame keys override global ones; camera_angle_x alone gives a centred square-pixel camera."""
     def get(key: str) -> Optional[float]:
         value = frame.get(key, meta.get(key))
@@ -60,7 +60,7 @@ def _intrinsics(meta: dict, frame: dict, H: int, W: int, path: Path) -> Intrinsi
     return Intrinsics(H, W, fx, fy if fy is not None else fx, W / 2 if cx is None else cx, H / 2 if cy is None else cy)
 
 
-def _frame_pose(frame: dict, index: int, path: Path) -> np.ndarray:
+def frame_pose(frame: dict, index: int, path: Path) -> np.ndarray:
     try:
         matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
@@ -72,7 +72,7 @@ def _frame_pose(frame: dict, index: int, path: Path) -> np.ndarray:
     return matrix[:3, :4]
 
 
-def _image_path(datadir: Path, frame: dict, index: int, path: Path) -> Path:
+def frame_image_path(datadir: Path, frame: dict, index: int, path: Path) -> Path:
     name = frame.get("file_path")
     if not isinstance(name, str):
         raise SceneError(f"{path}: frame {index} has no 'file_path'")
@@ -89,19 +89,19 @@ def _read_splits(datadir: Path, testskip: int) -> Tuple[np.ndarray, np.ndarray, 
     intrinsics: Optional[Intrinsics] = None
     for split in SPLITS:
         path = datadir / f"transforms_{split}.json"
-        meta = _read_transforms(path)
+        meta = read_transforms(path)
         frames = meta["frames"] if split == "train" else meta["frames"][::testskip]
-        paths = [_image_path(datadir, frame, i, path) for i, frame in enumerate(frames)]
+        paths = [frame_image_path(datadir, frame, i, path) for i, frame in enumerate(frames)]
         # RGBA throughout: a split of RGB images (or one RGB image among RGBA ones) is made opaque.
         split_images = read_split(paths, [f"frame {i} of {path.name}" for i in range(len(frames))], rgba=True)
         H, W = split_images.shape[1:3]
         for i, frame in enumerate(frames):
-            camera = _intrinsics(meta, frame, H, W, path)
+            camera = frame_intrinsics(meta, frame, H, W, path)
             if intrinsics is None:
                 intrinsics = camera
             elif camera != intrinsics:
                 raise SceneError(f"{path}: frame {i} has camera {camera}, but the scene's first frame has {intrinsics}; one camera per scene is supported")
-            poses.append(_frame_pose(frame, i, path))
+            poses.append(frame_pose(frame, i, path))
         images.append(split_images)
         counts[split] = len(frames)
     return np.concatenate(images), np.stack(poses), counts, intrinsics
