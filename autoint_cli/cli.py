@@ -34,6 +34,7 @@ from .config import (
 )
 from .data import DATASETS, SceneError, scene_from_config
 from .data.camera_path import read_camera_path
+from .data.colmap import CAMERA_MODELS, MATCHERS, ImportSettings, import_scene
 from .data.synthetic import DemoSceneSpec, write_demo_scene
 from .distributed import SINGLE, Distributed
 from .evaluate import evaluate, metrics_table, write_metrics
@@ -89,8 +90,36 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
+def scene_import_main(argv: Sequence[str]) -> int:
+    """``autoint-scene import --images DIR --out SCENE [...]``: photos to an LLFF scene (structure from motion via pycolmap)."""
+    parser = ArgumentParser(prog="autoint-scene import", description="Make an LLFF scene from photos: structure from motion through "
+                            "pycolmap (or an existing COLMAP model), poses_bounds.npy, images/ and images_<K>/.")
+    parser.add_argument("--images", type=Path, required=True, help="folder of the photos (.png, .jpg)")
+    parser.add_argument("--out", type=Path, required=True, help="the new scene folder (must not exist or be empty)")
+    parser.add_argument("--camera_model", choices=sorted(CAMERA_MODELS), default=ImportSettings.camera_model,
+                        help="the shared camera's model for structure from motion")
+    parser.add_argument("--matcher", choices=MATCHERS, default=ImportSettings.matcher, help="which photo pairs are matched")
+    parser.add_argument("--factor", type=int, nargs="*", default=[], help="also write images_<K>/ downsized K times")
+    parser.add_argument("--colmap_model", type=Path, default=None, help="convert this COLMAP model (.bin or .txt) instead of running SfM")
+    args = parser.parse_args(argv)
+    if any(k < 1 for k in args.factor):
+        parser.error(f"--factor values must be at least 1, got {args.factor}")
+
+    def body() -> int:
+        settings = ImportSettings(args.camera_model, args.matcher, tuple(args.factor))
+        out = import_scene(args.images, args.out, settings, args.colmap_model)
+        print(f"wrote {out}: poses_bounds.npy, images/{''.join(f', images_{k}/' for k in sorted(set(args.factor)))} "
+              f"(dataset_type = llff, datadir = {out})")
+        return 0
+
+    return _run("autoint-scene import", body)
+
+
 def scene_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``autoint-scene``: load a scene as training would, and print what was loaded."""
+    """``autoint-scene``: load a scene as training would, and print what was loaded; ``autoint-scene import`` makes one."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["import"]:
+        return scene_import_main(argv[1:])
     parser = ArgumentParser(
         prog="autoint-scene",
         description="Load a scene (a training config works too) and print its views, cameras and bounds.",
@@ -98,7 +127,6 @@ def scene_main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--config", is_config_file=True, help="config file (key = value)")
     add_dataclass_args(parser, DataConfig, "data", CHOICES)
-    argv = list(sys.argv[1:] if argv is None else argv)
     config_path = _config_path(argv)
     if config_path is not None:
         _config_text(parser, config_path)
