@@ -1,7 +1,7 @@
-"""``python -m autoint_cli train|render|eval|scene|demo ...``: the console scripts without installing them."""
+"""``python -m autoint_cli train|render|eval|scene|view|demo ...``: the console scripts without installing them."""
 import sys
 
-NAMES = ("train", "render", "eval", "scene", "demo")
+NAMES = ("train", "render", "eval", "scene", "view", "demo")
 
 
 def main() -> int:
@@ -14,7 +14,8 @@ def main() -> int:
     except KeyboardInterrupt:
         print(f"autoint-{sys.argv[1]}: interrupted while starting; nothing was written", file=sys.stderr)
         return 130
-    commands = {"train": cli.train_main, "render": cli.render_main, "eval": cli.eval_main, "scene": cli.scene_main, "demo": cli.demo_scene_main}
+    commands = {"train": cli.train_main, "render": cli.render_main, "eval": cli.eval_main, "scene": cli.scene_main, "view": cli.view_main,
+                "demo": cli.demo_scene_main}
     return commands[sys.argv[1]](sys.argv[2:])
 
 

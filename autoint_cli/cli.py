@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -26,6 +27,7 @@ from .config import (
     LoadConfig,
     RenderConfig,
     SpeedConfig,
+    ViewConfig,
     add_dataclass_args,
     check_train_config,
     from_namespace,
@@ -368,6 +370,45 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     return _run("autoint-render", body)
+
+
+def _free_port(host: str, port: int) -> None:
+    """Refuses a port that something already listens on (one line, before the run is loaded)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"--port {port}: cannot listen on {host} ({err.strerror or err}); choose another --port or --host") from None
+
+
+def view_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``autoint-view --expdir logs/<expname> [...]``: the trained scene in the browser, drawn by the integral renderer."""
+    parser = ArgumentParser(prog="autoint-view", description="Serve a trained run to the browser: orbit, pan and zoom, change N, "
+                            "see rgb, depth or opacity, and keep keyframes as a camera path.")
+    load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, ViewConfig)
+
+    def body() -> int:
+        from .viewer import FrameRenderer, ViewerOptions, start_viewer, viser_module
+
+        viser_module()
+        _free_port(options.host, options.port)
+        if options.host not in ("127.0.0.1", "localhost", "::1"):
+            logging.getLogger(__name__).warning("serving on %s: anyone who can reach this machine can see the scene", options.host)
+        device = _device(device_name)
+        run = load_run(load.expdir, device, load.ckpt)
+        settings = render_settings(speed, run.config.run.precision, n_sections=options.n_sections)
+        frames = FrameRenderer(run, settings, device)
+        server = start_viewer(frames, options.host, options.port, ViewerOptions(max_height=options.max_height), load.expdir / "camera_paths")
+        print(f"autoint-view: http://{options.host}:{options.port} ({run.config.run.expname}, step {run.step}); Ctrl-C stops", flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        finally:
+            server.stop()
+
+    return _run("autoint-view", body)
 
 
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:

@@ -200,6 +200,16 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class ViewConfig:
+    """Where ``autoint-view`` serves and how it draws."""
+
+    host: str = _help("address to serve on (127.0.0.1: this machine only; anything else is reachable by others)", default="127.0.0.1")
+    port: int = _help("port of the page", minimum=1, default=7007)
+    n_sections: Optional[int] = _help("N sections at start (default: as trained; a slider changes it)", minimum=1, default=None)
+    max_height: int = _help("the most lines a frame is drawn with (the browser's view size otherwise)", minimum=16, default=800)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """What ``autoint-eval`` measures and where it writes."""
 

@@ -1,0 +1,155 @@
+"""autoint-view: viser's camera convention, the frames it draws (the same as autoint-render's), the draw loop, keyframes as a
+camera path, the page served, and one-line errors."""
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from helpers import write_config
+from scipy.spatial.transform import Rotation
+
+from autoint_cli.cli import render_main, train_main, view_main
+from autoint_cli.data.camera_path import read_camera_path, vertical_fov
+from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+from autoint_cli.renderer import RenderSettings
+from autoint_cli.run_loader import load_run
+from autoint_cli.viewer import (FrameRenderer, Keyframe, ViewerOptions, _client_loop, c2w_from_viewer, save_camera_path, viewer_from_c2w,
+                                viewer_intrinsics)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("view")
+    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
+    assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nn_iters = 20\n"))]) == 0
+    return tmp_path, tmp_path / "logs" / "tiny"
+
+
+def test_viser_cameras_are_opencv_axes_a_half_turn_about_x_from_ours():
+    c2w = c2w_from_viewer([1.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(c2w, [[1, 0, 0, 1], [0, -1, 0, 2], [0, 0, -1, 3]], atol=1e-12)  # looks along +z: our −z column is +z
+    rotation = Rotation.from_rotvec([0.4, -1.1, 0.7]).as_matrix()
+    pose = np.concatenate((rotation, [[0.5], [-2.0], [1.5]]), 1)
+    np.testing.assert_allclose(c2w_from_viewer(*viewer_from_c2w(pose)), pose, atol=1e-12)
+    camera = viewer_intrinsics(np.radians(60.0), 1.5, 40)
+    assert (camera.H, camera.W) == (40, 60) and camera.fy == pytest.approx(20 / np.tan(np.radians(30)))
+
+
+def test_a_frame_is_what_autoint_render_makes_for_that_pose(trained):
+    tmp_path, run_dir = trained
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(), CPU)
+    pose = run.scene.c2w[run.scene.i_test[1]].double().numpy()
+    wxyz, position = viewer_from_c2w(pose)  # through the viewer's convention and back
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), run.scene.W / run.scene.H, run.scene.H)
+    image, ms = frames.render(c2w_from_viewer(wxyz, position), camera)
+    assert render_main(["--expdir", str(run_dir), "--out", str(tmp_path / "split")]) == 0
+    np.testing.assert_array_equal(image, iio.imread(tmp_path / "split" / "rgb_001.png"))
+    assert ms > 0
+    depth, _ = frames.render(pose, camera, "depth")
+    acc, _ = frames.render(pose, camera, "acc", n_sections=4, kind="quadrature")
+    assert depth.shape == acc.shape == (12, 12, 3) and depth.dtype == acc.dtype == np.uint8
+
+
+class FakeClient:
+    """What the draw loop reads of a viser client: its camera; what it writes: background images."""
+
+    def __init__(self, pose):
+        wxyz, position = viewer_from_c2w(pose)
+        self.camera = SimpleNamespace(wxyz=wxyz, position=position, fov=np.radians(40.0), aspect=1.0, image_height=24)
+        self.shown = []
+        self.scene = SimpleNamespace(set_background_image=lambda image, **_: self.shown.append(image.shape))
+
+
+def test_the_loop_draws_small_while_moving_and_full_size_once_still(trained):
+    _, run_dir = trained
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(), CPU)
+    controls = SimpleNamespace(version=0, output=SimpleNamespace(value="rgb"), n_sections=SimpleNamespace(value=8),
+                               kind=SimpleNamespace(value="integral"), readout=SimpleNamespace(content=""))
+    client, gone = FakeClient(run.scene.c2w[0].double().numpy()), threading.Event()
+    loop = threading.Thread(target=_client_loop, args=(client, frames, controls, ViewerOptions(max_height=24, preview_scale=4,
+                                                                                                settle_seconds=0.1), gone))
+    loop.start()
+    try:
+        deadline = time.time() + 20
+        while len(client.shown) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert client.shown[:2] == [(16, 16, 3), (24, 24, 3)]  # the preview (at least 16 lines), then full size
+        time.sleep(0.3)
+        assert len(client.shown) == 2  # nothing changed: nothing drawn
+        controls.version += 1  # a control changed
+        while len(client.shown) < 4 and time.time() < deadline:
+            time.sleep(0.02)
+        assert client.shown[2:4] == [(16, 16, 3), (24, 24, 3)] and "ms per frame" in controls.readout.content
+    finally:
+        gone.set()
+        loop.join(10)
+
+
+def test_keyframes_are_saved_as_a_camera_path_autoint_render_reads(tmp_path):
+    poses = [np.concatenate((Rotation.from_rotvec([0, a, 0]).as_matrix(), [[a], [0.0], [4.0]]), 1) for a in (0.0, 0.5, 1.0)]
+    path = save_camera_path(tmp_path / "paths" / "p.json", [Keyframe(p, 40.0 + 5 * i) for i, p in enumerate(poses)], 10.0, 1.0, 16, 12)
+    read = read_camera_path(path, viewer_intrinsics(np.radians(50.0), 1.0, 12))
+    assert read.n_frames == 10 and (read.intrinsics[0].W, read.intrinsics[0].H) == (16, 12)
+    torch.testing.assert_close(read.c2w[0], torch.from_numpy(poses[0]).float(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(read.c2w[-1], torch.from_numpy(poses[-1]).float(), rtol=0, atol=1e-5)
+    assert vertical_fov(read.intrinsics[0]) == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="at least 2 keyframes"):
+        save_camera_path(tmp_path / "one.json", [Keyframe(poses[0], 40.0)], 10.0, 1.0, 16, 12)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_page_is_served_on_localhost(trained):
+    pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
+    from autoint_cli.viewer import start_viewer
+
+    _, run_dir = trained
+    run = load_run(run_dir, CPU)
+    port = free_port()
+    server = start_viewer(FrameRenderer(run, RenderSettings(), CPU), "127.0.0.1", port, ViewerOptions(), run_dir / "camera_paths")
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert page.lstrip().lower().startswith("<!doctype html>")
+    finally:
+        server.stop()
+
+
+def test_viewer_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
+    _, run_dir = trained
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert view_main(["--expdir", str(run_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"autoint-view: error: --port {port}: cannot listen on 127.0.0.1") and "\n" not in err
+    (tmp_path / "empty").mkdir()
+    assert view_main(["--expdir", str(tmp_path / "empty"), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("autoint-view: error: ") and "\n" not in err and "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "viser", None)
+    assert view_main(["--expdir", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == "autoint-view: error: autoint-view needs viser: pip install -e '.[viewer]' (or pip install viser)"
