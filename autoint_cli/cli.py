@@ -400,7 +400,8 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
         run = load_run(load.expdir, device, load.ckpt)
         settings = render_settings(speed, run.config.run.precision, n_sections=options.n_sections)
         frames = FrameRenderer(run, settings, device)
-        server = start_viewer(frames, options.host, options.port, ViewerOptions(max_height=options.max_height), load.expdir / "camera_paths")
+        height = options.max_height or (800 if device.type == "cuda" else 64)
+        server = start_viewer(frames, options.host, options.port, ViewerOptions(max_height=height), load.expdir / "camera_paths")
         print(f"autoint-view: http://{options.host}:{options.port} ({run.config.run.expname}, step {run.step}); Ctrl-C stops", flush=True)
         try:
             while True:

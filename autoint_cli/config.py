@@ -206,7 +206,8 @@ class ViewConfig:
     host: str = _help("address to serve on (127.0.0.1: this machine only; anything else is reachable by others)", default="127.0.0.1")
     port: int = _help("port of the page", minimum=1, default=7007)
     n_sections: Optional[int] = _help("N sections at start (default: as trained; a slider changes it)", minimum=1, default=None)
-    max_height: int = _help("the most lines a frame is drawn with (the browser's view size otherwise)", minimum=16, default=800)
+    max_height: Optional[int] = _help("the most lines a frame is drawn with, below the browser's view size (default: 800 with CUDA, "
+                                      "64 on the CPU)", minimum=16, default=None)
 
 
 @dataclass(frozen=True)

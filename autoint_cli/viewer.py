@@ -106,11 +106,12 @@ def save_camera_path(path: Path, keyframes: List[Keyframe], fps: float, seconds:
 
 @dataclass(frozen=True)
 class ViewerOptions:
-    """How the viewer draws: the longest side in lines, the preview's reduction while moving, how long still is "stopped"."""
+    """How the viewer draws: the most lines, the preview's reduction while moving, how long still is "stopped", what it shows first."""
 
     max_height: int = 800
     preview_scale: int = 4
     settle_seconds: float = 0.2
+    output: str = "rgb"
 
 
 def viser_module():
@@ -125,11 +126,11 @@ def viser_module():
 class _Controls:
     """The page's controls; ``version`` counts their changes, so that a client loop knows to draw again."""
 
-    def __init__(self, server, frames: FrameRenderer):
-        trained = frames.run.config.model.n_sections
+    def __init__(self, server, frames: FrameRenderer, output: str = "rgb"):
+        start = frames.settings.n_sections or frames.run.config.model.n_sections
         self.version = 0
-        self.n_sections = server.gui.add_slider("N sections", min=1, max=max(64, trained), step=1, initial_value=trained)
-        self.output = server.gui.add_dropdown("show", VIEW_OUTPUTS, initial_value="rgb")
+        self.n_sections = server.gui.add_slider("N sections", min=1, max=max(64, start), step=1, initial_value=start)
+        self.output = server.gui.add_dropdown("show", VIEW_OUTPUTS, initial_value=output)
         self.kind = server.gui.add_dropdown("renderer", ("integral", "quadrature"), initial_value="integral")
         self.readout = server.gui.add_markdown("ms per frame: –")
         for handle in (self.n_sections, self.output, self.kind):
@@ -140,14 +141,14 @@ class _Controls:
 
 
 def _draw_training_cameras(server, scene) -> None:
-    """Every training camera as a frustum, a tenth of the cameras' spread in size."""
+    """Every training camera as a thin frustum, 3% of the cameras' spread in size (so that they do not hide the scene)."""
     poses = scene.c2w[scene.i_train].double().numpy()
     spread = float(np.ptp(poses[:, :, 3], axis=0).max()) or 1.0
     fov = 2 * np.arctan(0.5 * scene.H / scene.intrinsics.fy)
     for i, c2w in zip(scene.i_train.tolist(), poses):
         wxyz, position = viewer_from_c2w(c2w)
-        server.scene.add_camera_frustum(f"/training/{i}", fov=float(fov), aspect=scene.W / scene.H, scale=0.1 * spread,
-                                        wxyz=wxyz, position=position, color=(90, 90, 200))
+        server.scene.add_camera_frustum(f"/training/{i}", fov=float(fov), aspect=scene.W / scene.H, scale=0.03 * spread,
+                                        thickness=0.002 * spread, wxyz=wxyz, position=position, color=(90, 90, 200))
 
 
 def _draw(client, frames: FrameRenderer, controls: _Controls, height: int) -> float:
@@ -183,11 +184,12 @@ def start_viewer(frames: FrameRenderer, host: str, port: int, options: ViewerOpt
     """Serves the page on host:port and returns the viser server (``server.stop()`` ends it)."""
     viser = viser_module()
     server = viser.ViserServer(host=host, port=port, verbose=False)
-    controls = _Controls(server, frames)
+    controls = _Controls(server, frames, options.output)
     _draw_training_cameras(server, frames.run.scene)
     _keyframe_controls(server, frames, paths_dir)
     scene = frames.run.scene
-    start = scene.c2w[scene.i_train[0]].double().numpy()
+    # The first pose of the scene's own video path: a view of the scene, not from inside a training camera's frustum.
+    start = scene.render_c2w[0].double().numpy()
     gone: Dict[int, threading.Event] = {}
 
     def connected(client) -> None:
