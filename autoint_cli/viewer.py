@@ -132,9 +132,18 @@ class _Controls:
         self.n_sections = server.gui.add_slider("N sections", min=1, max=max(64, start), step=1, initial_value=start)
         self.output = server.gui.add_dropdown("show", VIEW_OUTPUTS, initial_value=output)
         self.kind = server.gui.add_dropdown("renderer", ("integral", "quadrature"), initial_value="integral")
+        scene = frames.run.scene
+        self.fov = server.gui.add_slider("field of view (deg)", min=5, max=120, step=1,
+                                         initial_value=int(round(np.degrees(2 * np.arctan(0.5 * scene.H / scene.intrinsics.fy)))))
         self.readout = server.gui.add_markdown("ms per frame: –")
         for handle in (self.n_sections, self.output, self.kind):
             handle.on_update(lambda _: self._changed())
+        # The field of view is the browser camera's: set it there, and the loops see the camera change.
+        self.fov.on_update(lambda _: [setattr(client.camera, "fov", self.fov_radians) for client in server.get_clients().values()])
+
+    @property
+    def fov_radians(self) -> float:
+        return float(np.radians(self.fov.value))
 
     def _changed(self) -> None:
         self.version += 1
@@ -195,7 +204,7 @@ def start_viewer(frames: FrameRenderer, host: str, port: int, options: ViewerOpt
     def connected(client) -> None:
         wxyz, position = viewer_from_c2w(start)
         client.camera.position, client.camera.wxyz = position, wxyz
-        client.camera.fov = 2 * float(np.arctan(0.5 * scene.H / scene.intrinsics.fy))
+        client.camera.fov = controls.fov_radians
         gone[client.client_id] = threading.Event()
         threading.Thread(target=_client_loop, args=(client, frames, controls, options, gone[client.client_id]), daemon=True).start()
 
