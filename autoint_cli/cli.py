@@ -372,17 +372,6 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     return _run("autoint-render", body)
 
 
-def _free_port(host: str, port: int) -> None:
-    """Refuses a port that something already listens on (one line, before the run is loaded)."""
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            raise ConfigError(f"--port {port}: cannot listen on {host} ({err.strerror or err}); choose another --port or --host") from None
-
-
 def view_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-view --expdir logs/<expname> [...]``: the trained scene in the browser, drawn by the integral renderer."""
     parser = ArgumentParser(prog="autoint-view", description="Serve a trained run to the browser: orbit, pan and zoom, change N, "
@@ -390,10 +379,10 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
     load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, ViewConfig)
 
     def body() -> int:
-        from .viewer import FrameRenderer, ViewerOptions, start_viewer, viser_module
+        from .viewer import FrameRenderer, ViewerOptions, check_port, start_viewer, viser_module
 
         viser_module()
-        _free_port(options.host, options.port)
+        check_port(options.host, options.port)
         if options.host not in ("127.0.0.1", "localhost", "::1"):
             logging.getLogger(__name__).warning("serving on %s: anyone who can reach this machine can see the scene", options.host)
         device = _device(device_name)

@@ -123,6 +123,9 @@ class RunConfig:
     precrop_frac: float = _help("the central crop's share of the height and width", default=0.5)
     raw_noise_std: float = _help("deviation of Gaussian noise added to each section's raw density while training (NeRF's regulariser)",
                                  minimum=0, default=0.0)
+    viewer: bool = _help("serve autoint-view's page on 127.0.0.1:viewer_port while training, drawn from the current weights "
+                         "(each browser at most twice a second)", default=False)
+    viewer_port: int = _help("port of the training viewer's page", minimum=1, default=7007)
     max_train_seconds: float = _help("stop after this much training time (0: no limit)", minimum=0, default=0.0)
     chunk: int = _help("rays evaluated together (training sub-batches and rendering); lower it when memory runs out", minimum=1, default=4096)
     precision: str = _help("matrix precision (bf16: autocast; Phi stays float32)", choices=PRECISIONS, default="tf32")

@@ -106,12 +106,14 @@ def save_camera_path(path: Path, keyframes: List[Keyframe], fps: float, seconds:
 
 @dataclass(frozen=True)
 class ViewerOptions:
-    """How the viewer draws: the most lines, the preview's reduction while moving, how long still is "stopped", what it shows first."""
+    """How the viewer draws: the most lines, the preview's reduction while moving, how long still is "stopped", what it shows
+    first, and the least time between two frames of a client (while training, so that drawing takes little from the steps)."""
 
     max_height: int = 800
     preview_scale: int = 4
     settle_seconds: float = 0.2
     output: str = "rgb"
+    min_interval: float = 0.0
 
 
 def viser_module():
@@ -181,12 +183,28 @@ def _client_loop(client, frames: FrameRenderer, controls: _Controls, options: Vi
         if state != seen:
             seen, changed_at, full_drawn = state, time.perf_counter(), False
             _draw(client, frames, controls, max(16, full // options.preview_scale))
+            time.sleep(options.min_interval)
         elif not full_drawn and time.perf_counter() - changed_at >= options.settle_seconds:
             ms = _draw(client, frames, controls, full)
             controls.readout.content = f"ms per frame: {ms:.1f} ({full} lines)"
             full_drawn = True
+            time.sleep(options.min_interval)
         else:
             time.sleep(0.01)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuses a port that something already listens on (ConfigError, one line)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As a server binds: connections of an earlier run still closing (TIME_WAIT) do not hold the port, a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            probe.listen()
+        except OSError as err:
+            raise ConfigError(f"--port {port}: cannot listen on {host} ({err.strerror or err}); choose another port or host") from None
 
 
 def start_viewer(frames: FrameRenderer, host: str, port: int, options: ViewerOptions, paths_dir: Path):

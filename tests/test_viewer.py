@@ -153,3 +153,57 @@ def test_viewer_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "viser", None)
     assert view_main(["--expdir", str(run_dir)]) == 2
     assert capsys.readouterr().err.strip() == "autoint-view: error: autoint-view needs viser: pip install -e '.[viewer]' (or pip install viser)"
+
+
+def port_takes_a_listener(port):
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+        except OSError:
+            return False
+        return True
+
+
+def wait_until(predicate, seconds=10.0):
+    deadline = time.time() + seconds
+    while not predicate():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_training_with_the_viewer_serves_the_page_and_ends_cleanly(tmp_path, capsys):
+    """viewer = true: the page is served on 127.0.0.1:viewer_port while the run trains, and the port is free again after."""
+    pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
+    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=1))
+    port = free_port()
+    pages = []
+
+    def fetch():
+        deadline = time.time() + 60
+        while not pages and time.time() < deadline:
+            try:
+                pages.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode())
+            except OSError:
+                time.sleep(0.1)
+
+    poller = threading.Thread(target=fetch)
+    poller.start()
+    extra = f"i_testset = 0\ni_video = 0\nn_iters = 400\ni_weights = 1000\nviewer = true\nviewer_port = {port}\n"
+    assert train_main(["--config", str(write_config(tmp_path, scene, extra))]) == 0
+    poller.join(60)
+    assert pages and pages[0].lstrip().lower().startswith("<!doctype html>")
+    # The server was stopped with the run: the port takes a listener again (as the next run's viewer would).
+    assert wait_until(lambda: port_takes_a_listener(port)), f"port {port} is still held after the run"
+    # A port in use is refused before the run folder is touched.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        extra = f"i_testset = 0\ni_video = 0\nviewer = true\nviewer_port = {busy.getsockname()[1]}\nexpname = other\n"
+        capsys.readouterr()
+        assert train_main(["--config", str(write_config(tmp_path, scene, extra))]) == 2
+        assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+        assert not (tmp_path / "logs" / "other").exists()

@@ -51,6 +51,8 @@ class Training:
             raise ConfigError(f"N_rand {run.N_rand} does not split evenly over {dist.world_size} processes; make it a multiple of {dist.world_size}")
         scene = scene_from_config(config.data)
         check_batch(run, config.model, scene, device)
+        if run.viewer and dist.is_main:
+            check_viewer(run.viewer_port)
         self.config = config = resolve_for_scene(config, scene)
         model = build_model(config)
         if dist.is_main:
@@ -76,6 +78,22 @@ class Training:
         progress = progress_bar(self.state.step, run.n_iters, run.expname, run.quiet) if dist.is_main else None
         self.reporter = Reporter(writer, progress, run.N_rand, self.state.step)
         self.actions = self._actions(ViewRenders(self.state, scene, background, run.precision, run.chunk), writer, len(scene.i_val) > 0)
+        if run.viewer and dist.is_main and not finished:
+            resources.callback(self._start_viewer(scene, device).stop)
+
+    def _start_viewer(self, scene, device: torch.device):
+        """autoint-view's page on 127.0.0.1, drawn from the weights as they train (a frame per browser at most every 0.5 s)."""
+        from ..renderer import RenderSettings
+        from ..run_loader import LoadedRun
+        from ..viewer import FrameRenderer, ViewerOptions, start_viewer
+
+        run = self.config.run
+        live = LoadedRun(self.config, self.state.model, scene, self.state.step, self.run_dir)
+        frames = FrameRenderer(live, RenderSettings(precision=run.precision, chunk=run.chunk), device)
+        options = ViewerOptions(max_height=256 if device.type == "cuda" else 64, min_interval=0.5)
+        server = start_viewer(frames, "127.0.0.1", run.viewer_port, options, self.run_dir / "camera_paths")
+        logger.info("viewer: http://127.0.0.1:%d, drawn from the weights as they train", run.viewer_port)
+        return server
 
     def _actions(self, views: ViewRenders, writer, has_val: bool) -> List[Periodic]:
         """Rank 0's periodic actions, in the order they run after a step."""
@@ -165,6 +183,14 @@ class Training:
         loss = self.dist.sum(self.last.loss).item() if self.last is not None else float("nan")
         interrupted = signal.Signals(stop.signal).name if stop.signal is not None else None
         return TrainResult(self.run_dir, step, saved, time.perf_counter() - start, loss, interrupted)
+
+
+def check_viewer(port: int) -> None:
+    """The training viewer's needs, checked before the run folder is touched: viser, and a free port on 127.0.0.1."""
+    from ..viewer import check_port, viser_module
+
+    viser_module()
+    check_port("127.0.0.1", port)
 
 
 def train(config: TrainConfig, device: torch.device, config_text: Optional[str] = None, dist: Distributed = SINGLE) -> TrainResult:
