@@ -1,4 +1,6 @@
 """Float64 references for the derivative of an integral network."""
+import socket
+import time
 from pathlib import Path
 
 import torch
@@ -62,3 +64,18 @@ def write_config(tmp_path, scene, extra=""):
     path = tmp_path / "tiny.txt"
     path.write_text(text)
     return path
+
+
+def wait_for(predicate, seconds: float = 120.0) -> bool:
+    """Polls ``predicate`` every 0.1 s for up to ``seconds``; its last answer."""
+    deadline = time.time() + seconds
+    while not predicate() and time.time() < deadline:
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -59,7 +59,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
 # Nothing lost, second round: each case through the commands, with the files on disk checked before and after.
 from autoint_cli.cli import eval_main, render_main, scene_main, train_main  # noqa: E402
 
-from helpers import folder_state, write_config  # noqa: E402
+from helpers import folder_state, wait_for, write_config  # noqa: E402
 
 
 def tiny_scene(tmp_path):
@@ -354,13 +354,6 @@ def test_keep_checkpoints_keeps_the_latest_and_every_i_keep_th(tmp_path):
 
 
 # Real processes and real signals.
-def wait_for(predicate, seconds=120.0):
-    deadline = time.time() + seconds
-    while not predicate() and time.time() < deadline:
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_sigint_inside_a_long_step_stops_within_seconds(tmp_path):
     """A step of 2,880 sub-batches (N_rand 92,160, chunk 32) takes far longer than the wait: SIGINT ends it between two of them."""
     scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=96, n_train=10, n_val=1, n_test=1))

@@ -11,7 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from helpers import write_config
+from helpers import free_port, wait_for, write_config
 from scipy.spatial.transform import Rotation
 
 from autoint_cli.cli import render_main, train_main, view_main
@@ -107,12 +107,6 @@ def test_keyframes_are_saved_as_a_camera_path_autoint_render_reads(tmp_path):
         save_camera_path(tmp_path / "one.json", [Keyframe(poses[0], 40.0)], 10.0, 1.0, 16, 12)
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_the_page_is_served_on_localhost(trained):
     pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
     from autoint_cli.viewer import start_viewer
@@ -166,15 +160,6 @@ def port_takes_a_listener(port):
         return True
 
 
-def wait_until(predicate, seconds=10.0):
-    deadline = time.time() + seconds
-    while not predicate():
-        if time.time() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_training_with_the_viewer_serves_the_page_and_ends_cleanly(tmp_path, capsys):
     """viewer = true: the page is served on 127.0.0.1:viewer_port while the run trains, and the port is free again after."""
     pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
@@ -197,7 +182,7 @@ def test_training_with_the_viewer_serves_the_page_and_ends_cleanly(tmp_path, cap
     poller.join(60)
     assert pages and pages[0].lstrip().lower().startswith("<!doctype html>")
     # The server was stopped with the run: the port takes a listener again (as the next run's viewer would).
-    assert wait_until(lambda: port_takes_a_listener(port)), f"port {port} is still held after the run"
+    assert wait_for(lambda: port_takes_a_listener(port), 10), f"port {port} is still held after the run"
     # A port in use is refused before the run folder is touched.
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -3,7 +3,6 @@ page a viewer serves on 127.0.0.1; the 3-D view shows the rendered scene, and a 
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,7 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from helpers import write_config
+from helpers import free_port, wait_for, write_config
 
 from autoint_cli.cli import train_main
 from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
@@ -25,12 +24,6 @@ pytestmark = [pytest.mark.skipif(BROWSER is None, reason="no Chromium here (apt-
 viser = pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
 
 from autoint_cli.viewer import FrameRenderer, ViewerOptions, start_viewer  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class DevTools:
@@ -56,15 +49,6 @@ class DevTools:
         for kind, x in (("mousePressed", x0), ("mouseMoved", x0 + dx / 2), ("mouseMoved", x0 + dx), ("mouseReleased", x0 + dx)):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y0, button="left", buttons=0 if kind == "mouseReleased" else 1, clickCount=1)
             time.sleep(0.05)
-
-
-def wait_for(predicate, seconds=60.0):
-    deadline = time.time() + seconds
-    while not predicate():
-        if time.time() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 @pytest.fixture
