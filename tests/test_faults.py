@@ -377,7 +377,9 @@ def test_ctrl_c_in_a_real_render_leaves_no_output(trained, tmp_path):
     # The quadrature renderer at 20,000 samples per ray: seconds a view, so the signal comes mid-render.
     argv = [sys.executable, "-m", "autoint_cli", "render", "--expdir", str(run_dir), "--split", "path", "--renderer", "quadrature",
             "--n_samples", "20000", "--out", str(out), "--device", "cpu"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, however this test was started (a background job inherits it ignored).
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started = ""
     while "autoint-render: rendering" not in started and proc.poll() is None:  # said after loading and checking, as it starts
         started += proc.stderr.readline()
