@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from .atomic import write_text
 from .config import ConfigError
-from .data.camera_path import focal_from_fov
+from .data.camera_path import focal_from_fov, vertical_fov
 from .media import to8b, turbo_depth
 from .rays import Intrinsics
 from .renderer import Renderer, RenderSettings
@@ -136,7 +136,7 @@ class _Controls:
         self.kind = server.gui.add_dropdown("renderer", ("integral", "quadrature"), initial_value="integral")
         scene = frames.run.scene
         self.fov = server.gui.add_slider("field of view (deg)", min=5, max=120, step=1,
-                                         initial_value=int(round(np.degrees(2 * np.arctan(0.5 * scene.H / scene.intrinsics.fy)))))
+                                         initial_value=int(round(vertical_fov(scene.intrinsics))))
         self.readout = server.gui.add_markdown("ms per frame: –")
         for handle in (self.n_sections, self.output, self.kind):
             handle.on_update(lambda _: self._changed())
@@ -155,7 +155,7 @@ def _draw_training_cameras(server, scene) -> None:
     """Every training camera as a thin frustum, 3% of the cameras' spread in size (so that they do not hide the scene)."""
     poses = scene.c2w[scene.i_train].double().numpy()
     spread = float(np.ptp(poses[:, :, 3], axis=0).max()) or 1.0
-    fov = 2 * np.arctan(0.5 * scene.H / scene.intrinsics.fy)
+    fov = np.radians(vertical_fov(scene.intrinsics))
     for i, c2w in zip(scene.i_train.tolist(), poses):
         wxyz, position = viewer_from_c2w(c2w)
         server.scene.add_camera_frustum(f"/training/{i}", fov=float(fov), aspect=scene.W / scene.H, scale=0.03 * spread,

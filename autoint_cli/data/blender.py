@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..rays import Intrinsics
-from .images import read_split, resize_area
+from .images import composite, read_split, resize_area
 from .poses import circle_path
 from .scene import Scene, SceneError, as_indices, as_tensor
 
@@ -136,10 +136,7 @@ def load_blender(
         intrinsics = intrinsics.scaled(0.5)
         rgba = np.stack([resize_area(image, (intrinsics.H, intrinsics.W)) for image in rgba])
     background = (1.0, 1.0, 1.0) if white_bkgd else (0.0, 0.0, 0.0)
-    rgb = rgba[..., :3]
-    if rgba.shape[-1] == 4:
-        alpha = rgba[..., 3:]
-        rgb = rgb * alpha + (1.0 - alpha) * np.asarray(background, dtype=np.float32)
+    rgb = composite(rgba, background)
     bounds = np.cumsum([0] + [counts[s] for s in SPLITS])
     return Scene(
         name=datadir.name,

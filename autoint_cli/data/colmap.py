@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-import imageio.v3 as iio
 import numpy as np
 
 from ..atomic import replaced_folder
-from .images import read_image, resize_area
+from .images import read_image, write_downsized
 from .scene import SceneError
 
 CAMERA_MODELS = {"simple_radial": "SIMPLE_RADIAL", "pinhole": "PINHOLE", "opencv": "OPENCV"}
@@ -159,10 +158,7 @@ def write_llff_scene(out: Path, model, images: Path, names: Sequence[str], facto
             folder = staging / f"images_{factor}"
             folder.mkdir()
             for name in names:
-                image = read_image(images / name)
-                size = (int(round(image.shape[0] / factor)), int(round(image.shape[1] / factor)))
-                small = np.clip(np.round(resize_area(image, size) * 255), 0, 255).astype(np.uint8)
-                iio.imwrite(folder / (Path(name).stem + ".png"), small)
+                write_downsized(images / name, folder / (Path(name).stem + ".png"), factor)
         np.save(staging / "poses_bounds.npy", array)
     return out
 

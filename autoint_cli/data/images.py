@@ -58,3 +58,19 @@ def read_split(paths: Sequence[Path], contexts: Sequence[str], rgba: bool = Fals
 def resize_area(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """Area-filter resize (box average when shrinking) to size = (H, W)."""
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def write_downsized(source: Path, target: Path, factor: int) -> Path:
+    """``source`` shrunk ``factor`` times with an area filter, as an 8-bit PNG at ``target``: LLFF's images_<K>/ files."""
+    image = read_image(source)
+    size = (int(round(image.shape[0] / factor)), int(round(image.shape[1] / factor)))
+    iio.imwrite(target, np.clip(np.round(resize_area(image, size) * 255), 0, 255).astype(np.uint8))
+    return target
+
+
+def composite(rgba: np.ndarray, background) -> np.ndarray:
+    """RGB over ``background`` [3]: rgb·α + (1 − α)·background for [..., 4]; [..., 3] is returned as it is (opaque)."""
+    if rgba.shape[-1] != 4:
+        return rgba
+    alpha = rgba[..., 3:]
+    return rgba[..., :3] * alpha + (1.0 - alpha) * np.asarray(background, dtype=np.float32)

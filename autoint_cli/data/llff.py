@@ -3,12 +3,11 @@ import logging
 from pathlib import Path
 from typing import List
 
-import imageio.v3 as iio
 import numpy as np
 
 from ..atomic import replaced_folder
 from ..rays import Intrinsics
-from .images import read_image, read_split, resize_area
+from .images import read_split, write_downsized
 from .poses import recenter as recenter_on_average, spherify as spherify_poses, spiral_path
 from .scene import Scene, SceneError, as_indices, as_tensor
 
@@ -58,10 +57,7 @@ def _downsampled_folder(datadir: Path, factor: int) -> Path:
     # Written beside the target and renamed when complete, so a killed run leaves no partial cache.
     with replaced_folder(folder) as staging:
         for path in files:
-            image = read_image(path)
-            size = (int(round(image.shape[0] / factor)), int(round(image.shape[1] / factor)))
-            small = np.clip(np.round(resize_area(image, size) * 255), 0, 255).astype(np.uint8)
-            iio.imwrite(staging / (path.stem + ".png"), small)
+            write_downsized(path, staging / (path.stem + ".png"), factor)
     return folder
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..rays import Intrinsics
 from .blender import frame_image_path, frame_intrinsics, frame_pose, read_transforms
-from .images import read_image, with_alpha
+from .images import composite, read_image, with_alpha
 from .scene import Scene, SceneError, as_indices, as_tensor
 
 # Camera models this loader reads, and the distortion keys of each.
@@ -133,8 +133,7 @@ def load_nerfstudio(datadir, white_bkgd: bool = False, holdout: int = 8) -> Scen
     transform, scale = normalizing_transform(raw)
     c2w = apply_transform(raw, transform, scale)
     background = (1.0, 1.0, 1.0) if white_bkgd else (0.0, 0.0, 0.0)
-    rgba = np.stack(images)
-    rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) * np.asarray(background, dtype=np.float32)
+    rgb = composite(np.stack(images), background)
     train, val, test = _splits(meta, names, holdout, path)
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
     far = float(np.linalg.norm(c2w[:, None, :3, 3] - corners[None], axis=-1).max())
