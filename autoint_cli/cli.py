@@ -379,7 +379,8 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
     load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, ViewConfig)
 
     def body() -> int:
-        from .viewer import FrameRenderer, ViewerOptions, check_port, start_viewer, viser_module
+        from .frames import FrameRenderer
+        from .viewer import ViewerOptions, check_port, start_viewer, viser_module
 
         viser_module()
         check_port(options.host, options.port)
@@ -390,7 +391,8 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
         settings = render_settings(speed, run.config.run.precision, n_sections=options.n_sections)
         frames = FrameRenderer(run, settings, device)
         height = options.max_height or (800 if device.type == "cuda" else 64)
-        server = start_viewer(frames, options.host, options.port, ViewerOptions(max_height=height), load.expdir / "camera_paths")
+        server = start_viewer(frames, options.host, options.port, ViewerOptions(max_height=height, skip_empty=options.skip_empty),
+                              load.expdir / "camera_paths")
         print(f"autoint-view: http://{options.host}:{options.port} ({run.config.run.expname}, step {run.step}); Ctrl-C stops", flush=True)
         try:
             while True:

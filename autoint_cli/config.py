@@ -211,6 +211,8 @@ class ViewConfig:
     n_sections: Optional[int] = _help("N sections at start (default: as trained; a slider changes it)", minimum=1, default=None)
     max_height: Optional[int] = _help("the most lines a frame is drawn with, below the browser's view size (default: 800 with CUDA, "
                                       "64 on the CPU)", minimum=16, default=None)
+    skip_empty: bool = _help("at first, render at full size only where a 4x smaller first pass sees something, the background "
+                             "elsewhere (a checkbox on the page turns it off; details smaller than 4 pixels can be missed)", default=True)
 
 
 @dataclass(frozen=True)

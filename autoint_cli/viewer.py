@@ -1,87 +1,27 @@
 """autoint-view: a trained run in the browser (viser), drawn by the integral renderer whenever the camera or a control changes.
 
-viser's cameras follow OpenCV's axes (x right, y down, looking along +z) with
-a quaternion w, x, y, z; this package's ``c2w`` uses OpenGL's (y up, looking
-along −z): the two differ by a half turn about x.
 While the camera moves, frames are drawn ``preview_scale`` times smaller; when
 it has been still for ``settle_seconds``, at full size (at most
-``max_height`` lines).
+``max_height`` lines). A client's frames are JPEG-encoded and sent on a thread
+of their own, so that the next frame renders meanwhile. Frames come from
+:mod:`autoint_cli.frames` (viser's camera convention is described there).
 """
 import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
-import torch
-from scipy.spatial.transform import Rotation
 
 from .atomic import write_text
 from .config import ConfigError
-from .data.camera_path import focal_from_fov, vertical_fov
-from .media import to8b, turbo_depth
-from .rays import Intrinsics
-from .renderer import Renderer, RenderSettings
-from .run_loader import LoadedRun
-from .views import timed, view_rays
+from .data.camera_path import vertical_fov
+from .frames import VIEW_OUTPUTS, FrameRenderer, c2w_from_viewer, viewer_from_c2w, viewer_intrinsics
 
 logger = logging.getLogger(__name__)
-
-# What the viewer can show, by the names its dropdown uses.
-VIEW_OUTPUTS = ("rgb", "depth", "acc")
-# OpenCV camera axes to OpenGL ones (and back): x kept, y and z flipped.
-_FLIP = np.diag([1.0, -1.0, -1.0])
-
-
-def c2w_from_viewer(wxyz, position) -> np.ndarray:
-    """A viser camera (quaternion w, x, y, z of camera-to-world in OpenCV axes; position) as an OpenGL c2w [3, 4]."""
-    w, x, y, z = np.asarray(wxyz, dtype=np.float64)
-    rotation = Rotation.from_quat([x, y, z, w]).as_matrix() @ _FLIP
-    return np.concatenate((rotation, np.asarray(position, dtype=np.float64)[:, None]), 1)
-
-
-def viewer_from_c2w(c2w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The inverse of :func:`c2w_from_viewer`: (wxyz, position) of an OpenGL c2w [3, 4]."""
-    x, y, z, w = Rotation.from_matrix(np.asarray(c2w, dtype=np.float64)[:, :3] @ _FLIP).as_quat()
-    return np.array([w, x, y, z]), np.asarray(c2w, dtype=np.float64)[:, 3].copy()
-
-
-def viewer_intrinsics(fov: float, aspect: float, height: int) -> Intrinsics:
-    """The pinhole camera of a vertical field of view ``fov`` (radians), width/height ``aspect``, ``height`` lines."""
-    width = max(1, int(round(height * aspect)))
-    return Intrinsics.from_focal(height, width, focal_from_fov(float(np.degrees(fov)), height))
-
-
-class FrameRenderer:
-    """Frames of one trained run for the viewer: a renderer per (N, renderer kind), kept once built."""
-
-    def __init__(self, run: LoadedRun, settings: RenderSettings, device: torch.device):
-        self.run, self.settings, self.device = run, settings, device
-        self.background = torch.tensor(run.scene.background, device=device)
-        self._renderers: Dict[Tuple[int, str], Renderer] = {}
-
-    def renderer(self, n_sections: int, kind: str) -> Renderer:
-        key = (n_sections, kind)
-        if key not in self._renderers:
-            self._renderers[key] = Renderer(self.run.model, self.background, replace(self.settings, n_sections=n_sections, renderer=kind))
-        return self._renderers[key]
-
-    def render(self, c2w: np.ndarray, camera: Intrinsics, output: str = "rgb", n_sections: Optional[int] = None,
-               kind: str = "integral") -> Tuple[np.ndarray, float]:
-        """(uint8 image [H, W, 3] of ``output``, milliseconds of the render itself) at the OpenGL pose ``c2w`` [3, 4]."""
-        n = n_sections or self.run.config.model.n_sections
-        renderer = self.renderer(n, kind)
-        pose = torch.as_tensor(c2w, dtype=torch.float32)
-        out, ms = timed(lambda: renderer.render(view_rays(self.run.scene, pose, self.device, camera)), self.device)
-        if output == "depth":
-            return turbo_depth([out.depth[..., 0].float().cpu().numpy()], [out.acc[..., 0].float().cpu().numpy()])[0], ms
-        if output == "acc":
-            return np.repeat(to8b(out.acc.float().cpu().numpy()), 3, axis=-1), ms
-        return to8b(out.rgb.float().cpu().numpy()), ms
-
 
 @dataclass(frozen=True)
 class Keyframe:
@@ -107,13 +47,45 @@ def save_camera_path(path: Path, keyframes: List[Keyframe], fps: float, seconds:
 @dataclass(frozen=True)
 class ViewerOptions:
     """How the viewer draws: the most lines, the preview's reduction while moving, how long still is "stopped", what it shows
-    first, and the least time between two frames of a client (while training, so that drawing takes little from the steps)."""
+    first, whether empty space is skipped at first (:mod:`autoint_cli.frames`), the least time between two frames of a client
+    and, when set, how often a still view is drawn again (while training, so that drawing takes little from the steps and the
+    picture follows the weights)."""
 
     max_height: int = 800
     preview_scale: int = 4
     settle_seconds: float = 0.2
     output: str = "rgb"
+    skip_empty: bool = True
     min_interval: float = 0.0
+    refresh_seconds: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class FrameTime:
+    """One frame the viewer sent: its size, the milliseconds of its render (pose to image on the host) and of its JPEG
+    encoding and hand-over to viser, and when it was handed over (time.perf_counter)."""
+
+    height: int
+    width: int
+    render_ms: float
+    encode_ms: float
+    sent_at: float
+
+
+class FrameLog:
+    """Every frame the viewer sent, in order (for the benchmark script and the tests); safe to add to from several threads."""
+
+    def __init__(self):
+        self._frames: List[FrameTime] = []
+        self._lock = threading.Lock()
+
+    def add(self, frame: FrameTime) -> None:
+        with self._lock:
+            self._frames.append(frame)
+
+    def frames(self) -> List[FrameTime]:
+        with self._lock:
+            return list(self._frames)
 
 
 def viser_module():
@@ -128,17 +100,19 @@ def viser_module():
 class _Controls:
     """The page's controls; ``version`` counts their changes, so that a client loop knows to draw again."""
 
-    def __init__(self, server, frames: FrameRenderer, output: str = "rgb"):
+    def __init__(self, server, frames: FrameRenderer, options: ViewerOptions):
         start = frames.settings.n_sections or frames.run.config.model.n_sections
         self.version = 0
         self.n_sections = server.gui.add_slider("N sections", min=1, max=max(64, start), step=1, initial_value=start)
-        self.output = server.gui.add_dropdown("show", VIEW_OUTPUTS, initial_value=output)
+        self.output = server.gui.add_dropdown("show", VIEW_OUTPUTS, initial_value=options.output)
         self.kind = server.gui.add_dropdown("renderer", ("integral", "quadrature"), initial_value="integral")
+        self.skip_empty = server.gui.add_checkbox("skip empty space", initial_value=options.skip_empty,
+                                                  hint="render at full size only where a 4x smaller first pass sees something")
         scene = frames.run.scene
         self.fov = server.gui.add_slider("field of view (deg)", min=5, max=120, step=1,
                                          initial_value=int(round(vertical_fov(scene.intrinsics))))
         self.readout = server.gui.add_markdown("ms per frame: –")
-        for handle in (self.n_sections, self.output, self.kind):
+        for handle in (self.n_sections, self.output, self.kind, self.skip_empty):
             handle.on_update(lambda _: self._changed())
         # The field of view is the browser camera's: set it there, and the loops see the camera change.
         self.fov.on_update(lambda _: [setattr(client.camera, "fov", self.fov_radians) for client in server.get_clients().values()])
@@ -162,32 +136,72 @@ def _draw_training_cameras(server, scene) -> None:
                                         thickness=0.002 * spread, wxyz=wxyz, position=position, color=(90, 90, 200))
 
 
-def _draw(client, frames: FrameRenderer, controls: _Controls, height: int) -> float:
-    """Renders the client's current view at ``height`` lines and shows it; returns the render's milliseconds."""
+class _Sender:
+    """Encodes and sends one client's frames on a thread of its own while the next frame renders. A frame still waiting when
+    a newer one comes is dropped: the newest view is the one to show."""
+
+    def __init__(self, client, controls: _Controls, log: Optional[FrameLog], gone: threading.Event):
+        self.client, self.controls, self.log, self.gone = client, controls, log, gone
+        self._pending = None
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def submit(self, image: np.ndarray, render_ms: float, full: bool) -> None:
+        with self._lock:
+            self._pending = (image, render_ms, full)
+            self._ready.set()
+
+    def _run(self) -> None:
+        while not self.gone.is_set():
+            if not self._ready.wait(0.05):
+                continue
+            with self._lock:
+                (image, render_ms, full), self._pending = self._pending, None
+                self._ready.clear()
+            start = time.perf_counter()
+            self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
+            sent = time.perf_counter()
+            encode_ms = (sent - start) * 1e3
+            if self.log is not None:
+                self.log.add(FrameTime(image.shape[0], image.shape[1], render_ms, encode_ms, sent))
+            if full:
+                self.controls.readout.content = (f"ms per frame: {render_ms:.1f} render + {encode_ms:.1f} encode "
+                                                 f"({image.shape[1]}x{image.shape[0]})")
+
+
+def _draw(client, frames: FrameRenderer, controls: _Controls, sender: _Sender, height: int, full: bool) -> None:
+    """Renders the client's current view at ``height`` lines and hands it to the sender."""
     camera = client.camera
     c2w = c2w_from_viewer(camera.wxyz, camera.position)
+    # Previews are small and cheap: skipping is for full-size frames (and a compiled renderer then meets fewer shapes).
     image, ms = frames.render(c2w, viewer_intrinsics(camera.fov, camera.aspect, height), controls.output.value,
-                              int(controls.n_sections.value), controls.kind.value)
-    client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
-    return ms
+                              int(controls.n_sections.value), controls.kind.value, full and bool(controls.skip_empty.value))
+    sender.submit(image, ms, full)
 
 
-def _client_loop(client, frames: FrameRenderer, controls: _Controls, options: ViewerOptions, gone: threading.Event) -> None:
-    """Draws a client's view whenever its camera or a control changes: small at once, full size once the camera is still."""
-    seen, changed_at, full_drawn = None, 0.0, True
+def _client_loop(client, frames: FrameRenderer, controls: _Controls, options: ViewerOptions, gone: threading.Event,
+                 log: Optional[FrameLog] = None) -> None:
+    """Draws a client's view whenever its camera or a control changes: small at once, full size once the camera is still,
+    and again every ``refresh_seconds`` when that is set."""
+    sender = _Sender(client, controls, log, gone)
+    seen, changed_at, full_at = None, 0.0, None
     while not gone.is_set():
         camera = client.camera
         state = (tuple(np.round(camera.wxyz, 6)), tuple(np.round(camera.position, 6)), round(camera.fov, 6), round(camera.aspect, 4),
                  controls.version)
         full = min(options.max_height, int(getattr(camera, "image_height", 0) or frames.run.scene.H))
+        now = time.perf_counter()
+        stale = full_at is not None and options.refresh_seconds is not None and now - full_at >= options.refresh_seconds
         if state != seen:
-            seen, changed_at, full_drawn = state, time.perf_counter(), False
-            _draw(client, frames, controls, max(16, full // options.preview_scale))
+            seen, changed_at, full_at = state, now, None
+            _draw(client, frames, controls, sender, max(16, full // options.preview_scale), full=options.preview_scale == 1)
+            if options.preview_scale == 1:  # the preview was full size
+                full_at = time.perf_counter()
             time.sleep(options.min_interval)
-        elif not full_drawn and time.perf_counter() - changed_at >= options.settle_seconds:
-            ms = _draw(client, frames, controls, full)
-            controls.readout.content = f"ms per frame: {ms:.1f} ({full} lines)"
-            full_drawn = True
+        elif (full_at is None and now - changed_at >= options.settle_seconds) or stale:
+            _draw(client, frames, controls, sender, full, full=True)
+            full_at = time.perf_counter()
             time.sleep(options.min_interval)
         else:
             time.sleep(0.01)
@@ -207,11 +221,13 @@ def check_port(host: str, port: int) -> None:
             raise ConfigError(f"--port {port}: cannot listen on {host} ({err.strerror or err}); choose another port or host") from None
 
 
-def start_viewer(frames: FrameRenderer, host: str, port: int, options: ViewerOptions, paths_dir: Path):
-    """Serves the page on host:port and returns the viser server (``server.stop()`` ends it)."""
+def start_viewer(frames: FrameRenderer, host: str, port: int, options: ViewerOptions, paths_dir: Path,
+                 log: Optional[FrameLog] = None):
+    """Serves the page on host:port and returns the viser server (``server.stop()`` ends it); ``log``, when given, gets
+    every frame sent."""
     viser = viser_module()
     server = viser.ViserServer(host=host, port=port, verbose=False)
-    controls = _Controls(server, frames, options.output)
+    controls = _Controls(server, frames, options)
     _draw_training_cameras(server, frames.run.scene)
     _keyframe_controls(server, frames, paths_dir)
     scene = frames.run.scene
@@ -224,7 +240,7 @@ def start_viewer(frames: FrameRenderer, host: str, port: int, options: ViewerOpt
         client.camera.position, client.camera.wxyz = position, wxyz
         client.camera.fov = controls.fov_radians
         gone[client.client_id] = threading.Event()
-        threading.Thread(target=_client_loop, args=(client, frames, controls, options, gone[client.client_id]), daemon=True).start()
+        threading.Thread(target=_client_loop, args=(client, frames, controls, options, gone[client.client_id], log), daemon=True).start()
 
     server.on_client_connect(connected)
     server.on_client_disconnect(lambda client: gone.pop(client.client_id, threading.Event()).set())

@@ -40,7 +40,7 @@ LAYERS = (
                 "autoint_cli.distributed", "autoint_cli.metrics", "autoint_cli.media", "autoint_cli.chunks", "autoint_cli.atomic")),
     ("config", ("autoint_cli.config",)),
     ("models and data", ("autoint_cli.models", "autoint_cli.data")),
-    ("renderers", ("autoint_cli.renderer", "autoint_cli.run_loader", "autoint_cli.views", "autoint_cli.viewer")),
+    ("renderers", ("autoint_cli.renderer", "autoint_cli.run_loader", "autoint_cli.views", "autoint_cli.frames", "autoint_cli.viewer")),
     ("applications", ("autoint_cli.train", "autoint_cli.evaluate", "autoint_cli.ct", "autoint_cli.fit1d")),
     ("cli", ("autoint_cli.cli", "autoint_cli.__main__", "autoint_cli")),
 )

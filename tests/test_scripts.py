@@ -152,3 +152,25 @@ def test_bench_fused_needs_cuda():
 def test_bench_fused_bad_config():
     proc = run("scripts/bench_fused.py", "--configs", "128/8")
     assert proc.returncode == 2 and "expected BM/warps/split/fast" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_viewer_counts_the_frames_a_client_gets(tmp_path):
+    """The stand-in browser speaks viser's wire format: frames come back, with the viewer's own times, skipped and not."""
+    pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
+    from autoint_cli.cli import train_main
+    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+
+    from helpers import write_config
+
+    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=16, n_train=4, n_val=1, n_test=1))
+    assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nn_iters = 30\n"))]) == 0
+    proc = run("scripts/bench_viewer.py", "frames", "--expdir", str(tmp_path / "logs" / "tiny"), "--resolution", "24x16",
+               "--precision", "fp32", "--warmup", "1", "--seconds", "2", "--send_hz", "50")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["skip_empty"] for r in result["runs"]] == [True, False]
+    for r in result["runs"]:
+        assert r["frames_received_per_sec"] > 0 and r["sizes"] == ["24x16"] and r["render_ms_median"] > 0
+    assert 0 < result["skipped_vs_full"]["rendered_share_mean"] <= 1
+    bad = run("scripts/bench_viewer.py", "frames", "--expdir", str(tmp_path), "--resolution", "24")
+    assert bad.returncode == 2 and "--resolution 24: expected WxH" in bad.stderr

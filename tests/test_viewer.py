@@ -1,5 +1,5 @@
-"""autoint-view: viser's camera convention, the frames it draws (the same as autoint-render's), the draw loop, keyframes as a
-camera path, the page served, and one-line errors."""
+"""autoint-view: the draw loop (previews, full size, redraws while training, frames sent on their own thread), keyframes as a
+camera path, the page served, and one-line errors. The frames themselves: test_frames.py."""
 import socket
 import sys
 import threading
@@ -7,56 +7,21 @@ import time
 import urllib.request
 from types import SimpleNamespace
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from helpers import free_port, wait_for, write_config
 from scipy.spatial.transform import Rotation
 
-from autoint_cli.cli import render_main, train_main, view_main
+from autoint_cli.cli import train_main, view_main
 from autoint_cli.data.camera_path import read_camera_path, vertical_fov
 from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
 from autoint_cli.renderer import RenderSettings
 from autoint_cli.run_loader import load_run
-from autoint_cli.viewer import (FrameRenderer, Keyframe, ViewerOptions, _client_loop, c2w_from_viewer, save_camera_path, viewer_from_c2w,
-                                viewer_intrinsics)
+from autoint_cli.frames import FrameRenderer, viewer_from_c2w, viewer_intrinsics
+from autoint_cli.viewer import FrameLog, Keyframe, ViewerOptions, _client_loop, save_camera_path
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("view")
-    scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
-    assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nn_iters = 20\n"))]) == 0
-    return tmp_path, tmp_path / "logs" / "tiny"
-
-
-def test_viser_cameras_are_opencv_axes_a_half_turn_about_x_from_ours():
-    c2w = c2w_from_viewer([1.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
-    np.testing.assert_allclose(c2w, [[1, 0, 0, 1], [0, -1, 0, 2], [0, 0, -1, 3]], atol=1e-12)  # looks along +z: our −z column is +z
-    rotation = Rotation.from_rotvec([0.4, -1.1, 0.7]).as_matrix()
-    pose = np.concatenate((rotation, [[0.5], [-2.0], [1.5]]), 1)
-    np.testing.assert_allclose(c2w_from_viewer(*viewer_from_c2w(pose)), pose, atol=1e-12)
-    camera = viewer_intrinsics(np.radians(60.0), 1.5, 40)
-    assert (camera.H, camera.W) == (40, 60) and camera.fy == pytest.approx(20 / np.tan(np.radians(30)))
-
-
-def test_a_frame_is_what_autoint_render_makes_for_that_pose(trained):
-    tmp_path, run_dir = trained
-    run = load_run(run_dir, CPU)
-    frames = FrameRenderer(run, RenderSettings(), CPU)
-    pose = run.scene.c2w[run.scene.i_test[1]].double().numpy()
-    wxyz, position = viewer_from_c2w(pose)  # through the viewer's convention and back
-    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), run.scene.W / run.scene.H, run.scene.H)
-    image, ms = frames.render(c2w_from_viewer(wxyz, position), camera)
-    assert render_main(["--expdir", str(run_dir), "--out", str(tmp_path / "split")]) == 0
-    np.testing.assert_array_equal(image, iio.imread(tmp_path / "split" / "rgb_001.png"))
-    assert ms > 0
-    depth, _ = frames.render(pose, camera, "depth")
-    acc, _ = frames.render(pose, camera, "acc", n_sections=4, kind="quadrature")
-    assert depth.shape == acc.shape == (12, 12, 3) and depth.dtype == acc.dtype == np.uint8
 
 
 class FakeClient:
@@ -69,27 +34,52 @@ class FakeClient:
         self.scene = SimpleNamespace(set_background_image=lambda image, **_: self.shown.append(image.shape))
 
 
-def test_the_loop_draws_small_while_moving_and_full_size_once_still(trained):
-    _, run_dir = trained
+def fake_controls():
+    return SimpleNamespace(version=0, output=SimpleNamespace(value="rgb"), n_sections=SimpleNamespace(value=8),
+                           kind=SimpleNamespace(value="integral"), skip_empty=SimpleNamespace(value=True),
+                           readout=SimpleNamespace(content=""))
+
+
+def run_loop(client, frames, controls, options, log=None):
+    gone = threading.Event()
+    loop = threading.Thread(target=_client_loop, args=(client, frames, controls, options, gone, log))
+    loop.start()
+    return gone, loop
+
+
+def test_the_loop_draws_small_while_moving_and_full_size_once_still(tiny_run):
+    _, run_dir = tiny_run
     run = load_run(run_dir, CPU)
     frames = FrameRenderer(run, RenderSettings(), CPU)
-    controls = SimpleNamespace(version=0, output=SimpleNamespace(value="rgb"), n_sections=SimpleNamespace(value=8),
-                               kind=SimpleNamespace(value="integral"), readout=SimpleNamespace(content=""))
-    client, gone = FakeClient(run.scene.c2w[0].double().numpy()), threading.Event()
-    loop = threading.Thread(target=_client_loop, args=(client, frames, controls, ViewerOptions(max_height=24, preview_scale=4,
-                                                                                                settle_seconds=0.1), gone))
-    loop.start()
+    controls, client, log = fake_controls(), FakeClient(run.scene.c2w[0].double().numpy()), FrameLog()
+    gone, loop = run_loop(client, frames, controls, ViewerOptions(max_height=24, preview_scale=4, settle_seconds=0.1), log)
     try:
-        deadline = time.time() + 20
-        while len(client.shown) < 2 and time.time() < deadline:
-            time.sleep(0.02)
+        assert wait_for(lambda: len(client.shown) >= 2, 20)
         assert client.shown[:2] == [(16, 16, 3), (24, 24, 3)]  # the preview (at least 16 lines), then full size
         time.sleep(0.3)
         assert len(client.shown) == 2  # nothing changed: nothing drawn
         controls.version += 1  # a control changed
-        while len(client.shown) < 4 and time.time() < deadline:
-            time.sleep(0.02)
+        assert wait_for(lambda: len(client.shown) >= 4, 20)
         assert client.shown[2:4] == [(16, 16, 3), (24, 24, 3)] and "ms per frame" in controls.readout.content
+        sent = log.frames()
+        assert [(f.height, f.width, 3) for f in sent] == client.shown and all(f.render_ms > 0 and f.encode_ms >= 0 for f in sent)
+        assert [f.sent_at for f in sent] == sorted(f.sent_at for f in sent)
+    finally:
+        gone.set()
+        loop.join(10)
+
+
+def test_while_training_a_still_view_is_drawn_again(tiny_run):
+    """refresh_seconds: the full-size frame of a still camera is drawn again (the weights change while training)."""
+    _, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(), CPU)
+    client = FakeClient(run.scene.c2w[0].double().numpy())
+    options = ViewerOptions(max_height=24, preview_scale=4, settle_seconds=0.05, refresh_seconds=0.2)
+    gone, loop = run_loop(client, frames, fake_controls(), options)
+    try:
+        assert wait_for(lambda: len(client.shown) >= 4, 20)
+        assert client.shown[:4] == [(16, 16, 3)] + [(24, 24, 3)] * 3
     finally:
         gone.set()
         loop.join(10)
@@ -107,11 +97,11 @@ def test_keyframes_are_saved_as_a_camera_path_autoint_render_reads(tmp_path):
         save_camera_path(tmp_path / "one.json", [Keyframe(poses[0], 40.0)], 10.0, 1.0, 16, 12)
 
 
-def test_the_page_is_served_on_localhost(trained):
+def test_the_page_is_served_on_localhost(tiny_run):
     pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
     from autoint_cli.viewer import start_viewer
 
-    _, run_dir = trained
+    _, run_dir = tiny_run
     run = load_run(run_dir, CPU)
     port = free_port()
     server = start_viewer(FrameRenderer(run, RenderSettings(), CPU), "127.0.0.1", port, ViewerOptions(), run_dir / "camera_paths")
@@ -130,9 +120,9 @@ def test_the_page_is_served_on_localhost(trained):
         server.stop()
 
 
-def test_viewer_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
+def test_viewer_errors_are_one_line(tiny_run, tmp_path, capsys, monkeypatch):
     pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
-    _, run_dir = trained
+    _, run_dir = tiny_run
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -103,7 +103,7 @@ def test_the_page_shows_the_scene_and_a_drag_draws_a_new_view(tmp_path, browser)
         correlation = np.corrcoef(view.mean(-1).ravel(), expected.mean(-1).ravel())[0, 1]
         assert correlation > 0.5, f"the view does not look like the rendered frame (correlation {correlation:.2f})"
         count = len(drawn)
-        browser.drag(320, 300, 120)
+        browser.drag(80, 260, 120)  # in the 3-D view, left of the controls and below the notice
         assert wait_for(lambda: len(drawn) >= count + 2), "a drag drew no new view"
         time.sleep(3)
         after = browser.screenshot()

@@ -82,15 +82,17 @@ class Training:
             resources.callback(self._start_viewer(scene, device).stop)
 
     def _start_viewer(self, scene, device: torch.device):
-        """autoint-view's page on 127.0.0.1, drawn from the weights as they train (a frame per browser at most every 0.5 s)."""
+        """autoint-view's page on 127.0.0.1, drawn from the weights as they train (a frame per browser at most every 0.5 s; a still
+        view is drawn again every 2 s, so that it follows the training)."""
         from ..renderer import RenderSettings
         from ..run_loader import LoadedRun
-        from ..viewer import FrameRenderer, ViewerOptions, start_viewer
+        from ..frames import FrameRenderer
+        from ..viewer import ViewerOptions, start_viewer
 
         run = self.config.run
         live = LoadedRun(self.config, self.state.model, scene, self.state.step, self.run_dir)
         frames = FrameRenderer(live, RenderSettings(precision=run.precision, chunk=run.chunk), device)
-        options = ViewerOptions(max_height=256 if device.type == "cuda" else 64, min_interval=0.5)
+        options = ViewerOptions(max_height=256 if device.type == "cuda" else 64, min_interval=0.5, refresh_seconds=2.0)
         server = start_viewer(frames, "127.0.0.1", run.viewer_port, options, self.run_dir / "camera_paths")
         logger.info("viewer: http://127.0.0.1:%d, drawn from the weights as they train", run.viewer_port)
         return server

@@ -1,0 +1,136 @@
+"""The viewer's frames: viser's camera convention, a frame equal to autoint-render's, and skipping empty space (exact where
+the scene is larger than a block, against an analytic sphere; what it cannot see; the same image on a tiny_run run)."""
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from autoint_cli.cli import render_main
+from autoint_cli.data.camera_path import vertical_fov
+from autoint_cli.data.poses import spherical_pose
+from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, c2w_from_viewer, occupied_pixels, render_skipping_empty, viewer_from_c2w,
+                                viewer_intrinsics)
+from autoint_cli.rays import Intrinsics, camera_rays
+from autoint_cli.render import RenderOutput
+from autoint_cli.renderer import RenderSettings
+from autoint_cli.run_loader import load_run
+
+CPU = torch.device("cpu")
+
+
+def test_viser_cameras_are_opencv_axes_a_half_turn_about_x_from_ours():
+    c2w = c2w_from_viewer([1.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(c2w, [[1, 0, 0, 1], [0, -1, 0, 2], [0, 0, -1, 3]], atol=1e-12)  # looks along +z: our −z column is +z
+    rotation = Rotation.from_rotvec([0.4, -1.1, 0.7]).as_matrix()
+    pose = np.concatenate((rotation, [[0.5], [-2.0], [1.5]]), 1)
+    np.testing.assert_allclose(c2w_from_viewer(*viewer_from_c2w(pose)), pose, atol=1e-12)
+    camera = viewer_intrinsics(np.radians(60.0), 1.5, 40)
+    assert (camera.H, camera.W) == (40, 60) and camera.fy == pytest.approx(20 / np.tan(np.radians(30)))
+
+
+def test_a_frame_is_what_autoint_render_makes_for_that_pose(tiny_run):
+    tmp_path, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(), CPU)
+    pose = run.scene.c2w[run.scene.i_test[1]].double().numpy()
+    wxyz, position = viewer_from_c2w(pose)  # through the viewer's convention and back
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), run.scene.W / run.scene.H, run.scene.H)
+    image, ms = frames.render(c2w_from_viewer(wxyz, position), camera)
+    assert render_main(["--expdir", str(run_dir), "--out", str(tmp_path / "split")]) == 0
+    np.testing.assert_array_equal(image, iio.imread(tmp_path / "split" / "rgb_001.png"))
+    assert ms > 0
+    depth, _ = frames.render(pose, camera, "depth")
+    acc, _ = frames.render(pose, camera, "acc", n_sections=4, kind="quadrature")
+    assert depth.shape == acc.shape == (12, 12, 3) and depth.dtype == acc.dtype == np.uint8
+    # Where the demo scene is seen everywhere (its 3 x 3 first pass sees something in every block), skipping changes nothing
+    # but the chunks the rays are rendered in: a level at most.
+    skipped, _ = frames.render(pose, camera, skip_empty=True)
+    assert np.abs(skipped.astype(int) - image.astype(int)).max() <= 1
+
+
+def test_occupied_pixels_are_the_seen_blocks_and_their_neighbours():
+    seen = torch.zeros(4, 5, dtype=torch.bool)
+    seen[1, 3] = True
+    mask = occupied_pixels(seen, (15, 19), block=4)  # 15 x 19 pixels: the last row and column of blocks are partial
+    expected = torch.zeros(15, 19, dtype=torch.bool)
+    expected[0:12, 8:19] = True  # blocks rows 0-2, columns 2-4
+    torch.testing.assert_close(mask, expected, rtol=0, atol=0)
+
+
+class SphereRenderer:
+    """An exact renderer of a sphere: where a ray hits it, opacity ``opacity`` and colour ``colour`` over the background
+    (depth the first hit); elsewhere the background. Counts the rays of each call; ``chunk`` as a Renderer's."""
+
+    def __init__(self, radius, colour=(0.2, 0.6, 0.9), opacity=1.0, chunk=None):
+        self.radius, self.colour, self.opacity, self.chunk = radius, torch.tensor(colour, dtype=torch.float64), opacity, chunk
+        self.background = torch.ones(3, dtype=torch.float64)
+        self.calls = []
+
+    @property
+    def rendered(self):
+        return sum(self.calls)
+
+    def render(self, rays):
+        self.calls.append(rays.shape.numel())
+        d = rays.directions / rays.directions.norm(dim=-1, keepdim=True)
+        b = (rays.origins * d).sum(-1, keepdim=True)
+        disc = b ** 2 - (rays.origins ** 2).sum(-1, keepdim=True) + self.radius ** 2
+        acc = (disc > 0).double() * self.opacity
+        t = (-b - disc.clamp_min(0).sqrt()) / rays.directions.norm(dim=-1, keepdim=True)
+        return RenderOutput(acc * self.colour + (1 - acc) * self.background, acc, acc * t, weights=torch.empty(0))
+
+    __call__ = render  # one chunk, as a Renderer's call
+
+
+def sphere_view(size):
+    camera = Intrinsics.from_focal(size, size, size * 1.2)
+    c2w = torch.from_numpy(spherical_pose(20.0, -30.0, 4.0))
+    return camera_rays(c2w, camera, 2.0, 6.0)
+
+
+@pytest.mark.parametrize("by", ["acc", "rgb"])
+def test_skipping_empty_space_is_exact_where_the_scene_is_larger_than_a_block(by):
+    rays = sphere_view(96)  # float64 rays; the sphere covers about a fifth of the view
+    full = SphereRenderer(radius=0.8).render(rays)
+    sphere = SphereRenderer(radius=0.8)
+    skipped = render_skipping_empty(sphere, rays, block=4, by=by)
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(skipped, name), getattr(full, name), rtol=0, atol=0, msg=name)
+    covered = float(full.acc.mean())
+    assert 0.1 < covered < 0.4
+    # The first pass (1/16 of the rays) and the blocks near the sphere: well under all 96 x 96 rays.
+    assert sphere.rendered < (covered + 0.25) * 96 * 96
+
+
+def test_haze_of_the_background_colour_is_skipped_in_the_colour_view_only():
+    rays = sphere_view(32)
+    haze = SphereRenderer(radius=10.0, colour=(1.0, 1.0, 1.0), opacity=0.3)  # every ray: opacity 0.3 of the background's white
+    by_colour = render_skipping_empty(haze, rays, block=4, by="rgb")
+    assert haze.calls == [64]  # the first pass only
+    torch.testing.assert_close(by_colour.rgb, haze.render(rays).rgb, rtol=0, atol=0)  # and the colours are still right
+    haze.calls.clear()
+    by_opacity = render_skipping_empty(haze, rays, block=4, by="acc")
+    assert haze.calls == [64, 32 * 32] and bool((by_opacity.acc == 0.3).all())
+
+
+def test_the_skipped_render_keeps_to_one_shape():
+    """A compiled renderer must see one shape: the rays of the full-size pass come in pieces of exactly the chunk's size
+    (at most PAD_RAYS), the last one padded."""
+    rays = sphere_view(96)
+    sphere = SphereRenderer(radius=0.8, chunk=1000)
+    skipped = render_skipping_empty(sphere, rays, block=4, pad_to_chunk=True)
+    needed = int(occupied_pixels(sphere.render(rays[2::4, 2::4]).acc[..., 0] >= EMPTY_BELOW, (96, 96), 4).sum())
+    assert sphere.calls[0] == 24 * 24 and set(sphere.calls[1:-1]) == {1000} and len(sphere.calls) - 2 == -(-needed // 1000)
+    torch.testing.assert_close(skipped.rgb, SphereRenderer(radius=0.8).render(rays).rgb, rtol=0, atol=0)
+
+
+def test_what_falls_between_the_first_pass_rays_is_not_seen():
+    """A sphere smaller than a block, between the first pass's rays: the limit the module's docstring states."""
+    rays = sphere_view(32)
+    tiny = SphereRenderer(radius=0.012)
+    full = tiny.render(rays)
+    assert 0 < float(full.acc.sum()) <= 2  # a pixel or two see it
+    assert float(tiny.render(rays[2::4, 2::4]).acc.sum()) == 0  # the first pass's rays pass it by
+    skipped = render_skipping_empty(tiny, rays, block=4)
+    assert float(skipped.acc.sum()) == 0
