@@ -17,17 +17,19 @@ def chunk_slices(n: int, chunk: int) -> List[slice]:
     return [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
 
 
-def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int) -> RenderOutput:
+def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int, same_size: bool = False) -> RenderOutput:
     """Renders a batch of rays in chunks of at most ``chunk`` rays and joins the outputs (weights are dropped).
 
     n rays take ⌈n / chunk⌉ chunks of equal size ⌈n / count⌉, so that little
     is padded; the last is padded to that size by repeating its final ray, so
     that the renderer sees one shape only (compiled networks and CUDA graphs
-    need a fixed shape). The padding is cut off again.
+    need a fixed shape). The padding is cut off again. ``same_size``: every
+    chunk has exactly ``chunk`` rays, whatever n is, so that batches of
+    varying n still meet one shape (more is padded).
     """
     flat = rays.reshape(-1)
     n = flat.shape[0]
-    size = math.ceil(n / math.ceil(n / chunk)) if n > chunk else n
+    size = chunk if same_size else math.ceil(n / math.ceil(n / chunk)) if n > chunk else n
     parts = []
     for start in range(0, n, size):
         stop = min(start + size, n)

@@ -16,8 +16,6 @@ least a level, so that a trained scene's faint haze of the background's colour
 than a block and falls between its rays can be missed, so this is for the
 viewer only, never for ``autoint-render`` or ``autoint-eval``.
 """
-import math
-import time
 from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
@@ -27,13 +25,13 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from .data.camera_path import focal_from_fov
-from .media import turbo_depth
 from .chunks import render_chunks
+from .media import to8b, turbo_depth
 from .rays import Intrinsics, Rays
 from .render import RenderOutput
 from .renderer import Renderer, RenderSettings
 from .run_loader import LoadedRun
-from .views import synchronize, view_rays
+from .views import timed, view_rays
 
 # What the viewer can show, by the names its dropdown uses.
 VIEW_OUTPUTS = ("rgb", "depth", "acc")
@@ -82,15 +80,18 @@ def first_pass_seen(coarse: RenderOutput, background: torch.Tensor, by: str, emp
 
 
 def _render_padded(renderer: Renderer, rays: Rays, pad_to_chunk: bool) -> RenderOutput:
-    """Flat rays [n]; with ``pad_to_chunk``, rendered in pieces of exactly min(chunk, :data:`PAD_RAYS`) rays (the last ray
-    repeated to fill the last piece), so that a compiled renderer sees one shape whatever n is; the padding is cut off."""
-    n, chunk = rays.shape[0], renderer.chunk
-    if not pad_to_chunk or chunk is None:
+    """Flat rays [n]; with ``pad_to_chunk``, rendered in pieces of exactly min(chunk, :data:`PAD_RAYS`) rays, so that a
+    compiled renderer sees one shape whatever n is."""
+    if not pad_to_chunk or renderer.chunk is None:
         return renderer.render(rays)
-    piece = min(chunk, PAD_RAYS)
-    index = torch.arange(math.ceil(n / piece) * piece, device=rays.origins.device).clamp(max=n - 1)
-    out = render_chunks(renderer, rays[index], piece)
-    return RenderOutput(out.rgb[:n], out.acc[:n], out.depth[:n], weights=torch.empty(0))
+    return render_chunks(renderer, rays, min(renderer.chunk, PAD_RAYS), same_size=True)
+
+
+def first_pass(renderer: Renderer, rays: Rays, block: int, by: str, empty_below: float = EMPTY_BELOW) -> Tuple[RenderOutput, torch.Tensor]:
+    """(the first pass's output [h, w], the pixels [H, W] (bool) worth rendering at full size) for the rays [H, W]: one ray
+    per ``block`` × ``block`` pixels, judged by :func:`first_pass_seen` and spread by :func:`occupied_pixels`."""
+    coarse = renderer.render(rays[block // 2::block, block // 2::block])
+    return coarse, occupied_pixels(first_pass_seen(coarse, renderer.background, by, empty_below), tuple(rays.shape), block)
 
 
 def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_below: float = EMPTY_BELOW,
@@ -98,8 +99,7 @@ def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_
     """The rays [H, W] rendered where a first pass of one ray per ``block`` × ``block`` pixels sees something (by opacity
     or by colour: see :func:`first_pass_seen`), and next to it (:func:`occupied_pixels`); elsewhere rgb is the renderer's
     background, acc and depth 0. ``pad_to_chunk``: for compiled renderers (see :func:`_render_padded`). Weights are not kept."""
-    coarse = renderer.render(rays[block // 2::block, block // 2::block])
-    mask = occupied_pixels(first_pass_seen(coarse, renderer.background, by, empty_below), tuple(rays.shape), block)
+    coarse, mask = first_pass(renderer, rays, block, by, empty_below)
     rgb = renderer.background.to(coarse.rgb.dtype).expand(*rays.shape, 3).clone()
     acc = torch.zeros(*rays.shape, 1, dtype=coarse.acc.dtype, device=rgb.device)
     depth = torch.zeros(*rays.shape, 1, dtype=coarse.depth.dtype, device=rgb.device)
@@ -107,11 +107,6 @@ def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_
         hit = _render_padded(renderer, rays[mask], pad_to_chunk)
         rgb[mask], acc[mask], depth[mask] = hit.rgb.to(rgb.dtype), hit.acc.to(acc.dtype), hit.depth.to(depth.dtype)
     return RenderOutput(rgb, acc, depth, weights=torch.empty(0))
-
-
-def _to8b(image: torch.Tensor) -> np.ndarray:
-    """[0, 1] floats to uint8 on the image's device (as :func:`autoint_cli.media.to8b`), then to the host."""
-    return (image.float().clamp(0.0, 1.0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 class FrameRenderer:
@@ -132,9 +127,11 @@ class FrameRenderer:
                kind: str = "integral", skip_empty: bool = False) -> Tuple[np.ndarray, float]:
         """(uint8 image [H, W, 3] of ``output``, milliseconds from the pose to the image on the host) at the OpenGL pose
         ``c2w`` [3, 4]; with ``skip_empty``, empty space is skipped (see the module's docstring)."""
+        return timed(lambda: self._image(c2w, camera, output, n_sections, kind, skip_empty), self.device)
+
+    def _image(self, c2w: np.ndarray, camera: Intrinsics, output: str, n_sections: Optional[int], kind: str,
+               skip_empty: bool) -> np.ndarray:
         renderer = self.renderer(n_sections or self.run.config.model.n_sections, kind)
-        synchronize(self.device)
-        start = time.perf_counter()
         rays = view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera)
         if skip_empty:  # the colour view skips haze of the background's colour; the opacity and depth views show it
             out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc",
@@ -142,9 +139,7 @@ class FrameRenderer:
         else:
             out = renderer.render(rays)
         if output == "depth":
-            image = turbo_depth([out.depth[..., 0].float().cpu().numpy()], [out.acc[..., 0].float().cpu().numpy()])[0]
-        elif output == "acc":
-            image = np.repeat(_to8b(out.acc), 3, axis=-1)
-        else:
-            image = _to8b(out.rgb)
-        return image, (time.perf_counter() - start) * 1e3
+            return turbo_depth([out.depth[..., 0].float().cpu().numpy()], [out.acc[..., 0].float().cpu().numpy()])[0]
+        if output == "acc":
+            return np.repeat(to8b(out.acc), 3, axis=-1)
+        return to8b(out.rgb)

@@ -8,12 +8,16 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import imageio.v3 as iio
 import numpy as np
+import torch
 
 from .atomic import atomic_write, staged_files
 
 
-def to8b(image: np.ndarray) -> np.ndarray:
-    """[0, 1] floats to uint8, rounded to nearest."""
+def to8b(image) -> np.ndarray:
+    """[0, 1] floats to uint8, rounded to nearest. A tensor is converted on its device (so that a GPU frame crosses to the
+    host as bytes, not floats) and returned as an array."""
+    if isinstance(image, torch.Tensor):
+        return (image.float().clamp(0.0, 1.0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
     return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 

@@ -185,6 +185,7 @@ def _client_loop(client, frames: FrameRenderer, controls: _Controls, options: Vi
     """Draws a client's view whenever its camera or a control changes: small at once, full size once the camera is still,
     and again every ``refresh_seconds`` when that is set."""
     sender = _Sender(client, controls, log, gone)
+    previews_are_full = options.preview_scale == 1
     seen, changed_at, full_at = None, 0.0, None
     while not gone.is_set():
         camera = client.camera
@@ -195,8 +196,8 @@ def _client_loop(client, frames: FrameRenderer, controls: _Controls, options: Vi
         stale = full_at is not None and options.refresh_seconds is not None and now - full_at >= options.refresh_seconds
         if state != seen:
             seen, changed_at, full_at = state, now, None
-            _draw(client, frames, controls, sender, max(16, full // options.preview_scale), full=options.preview_scale == 1)
-            if options.preview_scale == 1:  # the preview was full size
+            _draw(client, frames, controls, sender, max(16, full // options.preview_scale), full=previews_are_full)
+            if previews_are_full:
                 full_at = time.perf_counter()
             time.sleep(options.min_interval)
         elif (full_at is None and now - changed_at >= options.settle_seconds) or stale:

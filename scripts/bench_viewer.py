@@ -39,7 +39,7 @@ from bench_common import bench_device, device_label
 from autoint_cli.config import SpeedConfig
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.data.poses import spherical_pose
-from autoint_cli.frames import EMPTY_BELOW, FrameRenderer, first_pass_seen, occupied_pixels, viewer_from_c2w, viewer_intrinsics
+from autoint_cli.frames import FrameRenderer, first_pass, viewer_from_c2w, viewer_intrinsics
 from autoint_cli.renderer import render_settings
 from autoint_cli.run_loader import load_run
 from autoint_cli.viewer import FrameLog, ViewerOptions, start_viewer
@@ -134,9 +134,7 @@ def skipped_quality(frames: FrameRenderer, poses: np.ndarray, camera, n_sections
         full, _ = frames.render(c2w, camera, n_sections=n_sections)
         skipped, _ = frames.render(c2w, camera, n_sections=n_sections, skip_empty=True)
         rays = view_rays(frames.run.scene, torch.as_tensor(c2w, dtype=torch.float32), frames.device, camera)
-        block = frames.skip_block
-        seen = first_pass_seen(renderer.render(rays[block // 2::block, block // 2::block]), renderer.background, "rgb", EMPTY_BELOW)
-        shares.append(float(occupied_pixels(seen, tuple(rays.shape), block).float().mean()))
+        shares.append(float(first_pass(renderer, rays, frames.skip_block, "rgb")[1].float().mean()))
         diff = full.astype(np.float64) - skipped.astype(np.float64)
         mse = float(np.mean((diff / 255.0) ** 2))
         psnrs.append(float("inf") if mse == 0 else -10 * np.log10(mse))

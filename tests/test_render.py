@@ -205,6 +205,10 @@ def test_render_chunks_equals_one_pass():
     torch.testing.assert_close(single.rgb, whole.rgb, rtol=0, atol=1e-12)
     torch.testing.assert_close(chunked.rgb.reshape(20, 3), whole.rgb, rtol=0, atol=1e-12)
     torch.testing.assert_close(chunked.depth.reshape(20, 1), whole.depth, rtol=0, atol=1e-12)
+    for chunk in (8, 64):  # same_size: every chunk exactly `chunk` rays, even the only one
+        fixed = render_chunks(render, rays, chunk=chunk, same_size=True)
+        assert set(shapes[-((20 + chunk - 1) // chunk):]) == {chunk}
+        torch.testing.assert_close(fixed.rgb, whole.rgb, rtol=0, atol=1e-12)
 
 
 def test_integral_depth_is_the_analytic_expected_depth_of_a_piecewise_field():

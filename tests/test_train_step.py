@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import free_port
 
 from autoint_cli.autoint import HashGrid
 from autoint_cli.config import ModelConfig, RunConfig, TrainConfig, DataConfig
@@ -106,18 +107,10 @@ def _rank_step(rank: int, world_size: int, port: int, out: str) -> None:
     os._exit(0)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_take_the_single_process_step(tmp_path):
     """Each rank steps on its half; DDP's all-reduce averages the gradients: every rank ends with the one-process weights."""
     out = str(tmp_path / "rank")
-    ranks = mp.start_processes(_rank_step, args=(2, _free_port(), out), nprocs=2, join=False, start_method="spawn")
+    ranks = mp.start_processes(_rank_step, args=(2, free_port(), out), nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + 180
     while not ranks.join(timeout=1.0):
         if time.monotonic() > deadline:
