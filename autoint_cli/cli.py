@@ -27,6 +27,7 @@ from .config import (
     LoadConfig,
     RenderConfig,
     SpeedConfig,
+    ViewSpeedConfig,
     ViewConfig,
     add_dataclass_args,
     check_train_config,
@@ -372,11 +373,18 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
     return _run("autoint-render", body)
 
 
+def _warm_up_viewer(frames, height: int, speed: SpeedConfig) -> None:
+    """Compiles and captures the viewer's renderer before the page is served, saying so: it takes a while."""
+    what = " and ".join(name for name, on in (("compiling", speed.compile), ("capturing CUDA graphs of", speed.cuda_graphs)) if on)
+    logging.getLogger(__name__).info("%s the renderer before serving (about a minute the first time with --compile)", what)
+    logging.getLogger(__name__).info("renderer ready in %.0f s", frames.warm_up(height))
+
+
 def view_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-view --expdir logs/<expname> [...]``: the trained scene in the browser, drawn by the integral renderer."""
     parser = ArgumentParser(prog="autoint-view", description="Serve a trained run to the browser: orbit, pan and zoom, change N, "
                             "see rgb, depth or opacity, and keep keyframes as a camera path.")
-    load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, ViewConfig)
+    load, view_speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, ViewSpeedConfig, ViewConfig)
 
     def body() -> int:
         from .frames import FrameRenderer
@@ -388,9 +396,12 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
             logging.getLogger(__name__).warning("serving on %s: anyone who can reach this machine can see the scene", options.host)
         device = _device(device_name)
         run = load_run(load.expdir, device, load.ckpt)
+        speed = view_speed.resolved(device.type == "cuda")
         settings = render_settings(speed, run.config.run.precision, n_sections=options.n_sections)
         frames = FrameRenderer(run, settings, device)
         height = options.max_height or (800 if device.type == "cuda" else 64)
+        if frames.pieces:
+            _warm_up_viewer(frames, height, speed)
         server = start_viewer(frames, options.host, options.port, ViewerOptions(max_height=height, skip_empty=options.skip_empty),
                               load.expdir / "camera_paths")
         print(f"autoint-view: http://{options.host}:{options.port} ({run.config.run.expname}, step {run.step}); Ctrl-C stops", flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from .autoint.layers import MODEL_ACTIVATIONS
-from .fastpath import COMPILE_MODES, PRECISIONS
+from .fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, PRECISIONS
 from .render import QUADRATURE_SAMPLES, RENDERERS
 
 T = TypeVar("T")
@@ -182,6 +182,33 @@ class SpeedConfig:
                               choices=COMPILE_MODES, default="default")
     fused_mlp: bool = _help("with --precision bf16 on CUDA, run Phi's MLP as one fused Triton kernel "
                             "(same precision: bf16 products, Phi's output layer in float32)", default=True)
+    cuda_graphs: bool = _help("on CUDA, replay each chunk shape as one CUDA graph: the CPU stops limiting small chunks "
+                              "(a capture per shape; not with the compile modes that make graphs of their own)", default=False)
+
+    def conflict(self, prefix: str = "--") -> Optional[str]:
+        """What two of these flags that cannot go together say, or None."""
+        if self.cuda_graphs and self.compile and self.compile_mode in GRAPHING_COMPILE_MODES:
+            return f"{prefix}cuda_graphs: --compile_mode {self.compile_mode} replays CUDA graphs of its own; choose one or the other"
+        return None
+
+
+@dataclass(frozen=True)
+class ViewSpeedConfig(SpeedConfig):
+    """SpeedConfig for ``autoint-view``: compiled and replayed as CUDA graphs unless told otherwise where CUDA is, since there
+    a frame's milliseconds count for more than a warm-up before the page is served."""
+
+    compile: Optional[bool] = _help("torch.compile the renderer (default: on with CUDA; about a minute of warm-up before the page "
+                                    "is served, again for each new N)", default=None)
+    cuda_graphs: Optional[bool] = _help("replay the renderer's pieces of rays as CUDA graphs (default: on with CUDA, unless "
+                                        "--compile_mode makes graphs of its own)", default=None)
+
+    def resolved(self, cuda: bool) -> SpeedConfig:
+        """The plain SpeedConfig, what was left to the default decided by whether the device is a CUDA one."""
+        compile_ = cuda if self.compile is None else self.compile
+        own_graphs = compile_ and self.compile_mode in GRAPHING_COMPILE_MODES
+        graphs = cuda and not own_graphs if self.cuda_graphs is None else self.cuda_graphs
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SpeedConfig)}
+        return SpeedConfig(**{**values, "compile": compile_, "cuda_graphs": graphs})
 
 
 @dataclass(frozen=True)
@@ -318,7 +345,8 @@ def from_namespace(cls: Type[T], namespace: argparse.Namespace) -> T:
 
 def invalid_value(config: Any, prefix: str = "--") -> Optional[str]:
     """The first field of ``config`` outside its metadata's ``minimum`` or ``choices``, as
-    "--name must be at least m, got v" or "--name must be one of a, b, got 'v'"; else None (None values pass)."""
+    "--name must be at least m, got v" or "--name must be one of a, b, got 'v'", then what its ``conflict`` method (if it has
+    one) says of flags that cannot go together; else None (None values pass)."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         values = [v for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
@@ -329,4 +357,5 @@ def invalid_value(config: Any, prefix: str = "--") -> Optional[str]:
         outside = [v for v in values if choices is not None and v not in choices]
         if outside:
             return f"{prefix}{f.name} must be one of {', '.join(choices)}, got {outside[0]!r}"
-    return None
+    conflict = getattr(config, "conflict", None)
+    return conflict(prefix) if callable(conflict) else None

@@ -1,11 +1,12 @@
-"""Matrix precision and torch.compile: the names users pick from, and how the library applies them.
+"""Matrix precision, torch.compile and CUDA graphs: the names users pick from, and how the library applies them.
 
 Precision is applied in a context around the work that needs it, never left
 behind as a global setting: :func:`precision_context` turns TF32 on or off for
 CUDA matrix products and enters bf16 autocast, then restores what was there.
 """
 import contextlib
-from typing import Callable, Iterator
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, Tuple
 
 import torch
 
@@ -13,6 +14,8 @@ import torch
 # in float32). In every case Φ's output layer and the section differences stay in float32.
 PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Those of them that replay CUDA graphs of their own (CudaGraphs cannot capture them).
+GRAPHING_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 
 
 def check_precision(precision: str) -> None:
@@ -65,3 +68,57 @@ def compile_module(fn: Callable, mode: str = "default", padding: bool = True) ->
     # torch.compile takes a mode or options, not both: the mode's own options, padding off.
     options = {**list_mode_options(mode), "comprehensive_padding": False}
     return torch.compile(fn, options=options, dynamic=False)
+
+
+class CudaGraphs:
+    """``fn(*tensors)`` replayed as one CUDA graph per set of input shapes: the CPU launches one graph instead of every kernel.
+
+    The first call with new shapes warms ``fn`` up on a side stream (Triton
+    and torch.compile compile there, outside the capture), then captures it;
+    later calls copy their inputs into the captured ones and replay. ``fn``
+    must be capturable: no host synchronisation, no shapes that depend on
+    values. It reads its parameters where they lie at every replay, so
+    in-place updates of the weights are followed.
+
+    All graphs share one memory pool, so memory is that of the largest, not
+    the sum; in exchange **the returned tensors are overwritten by the next
+    call**: copy out what is kept. At most ``max_graphs`` are kept, the
+    least recently used dropped first.
+    """
+
+    def __init__(self, fn: Callable[..., Any], device: torch.device, max_graphs: int = 8, warmup: int = 2):
+        if device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device, not {device}")
+        self.fn, self.device, self.max_graphs, self.warmup = fn, device, max_graphs, warmup
+        self._pool = torch.cuda.graph_pool_handle()
+        self._graphs: "OrderedDict[Tuple, Tuple[torch.cuda.CUDAGraph, Tuple[torch.Tensor, ...], Any]]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    def __call__(self, *tensors: torch.Tensor) -> Any:
+        key = tuple((t.shape, t.dtype) for t in tensors)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(tensors)
+            if len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
+        graph, inputs, output = self._graphs[key]
+        for static, t in zip(inputs, tensors):
+            static.copy_(t)
+        graph.replay()
+        return output
+
+    def _capture(self, tensors: Tuple[torch.Tensor, ...]):
+        inputs = tuple(t.clone() for t in tensors)
+        with torch.cuda.device(self.device):
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # lazy initialisation and compilation, which a capture cannot hold
+                for _ in range(self.warmup):
+                    self.fn(*inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                output = self.fn(*inputs)
+        return graph, inputs, output

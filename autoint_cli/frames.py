@@ -16,6 +16,7 @@ least a level, so that a trained scene's faint haze of the background's colour
 than a block and falls between its rays can be missed, so this is for the
 viewer only, never for ``autoint-render`` or ``autoint-eval``.
 """
+import time
 from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
-from .data.camera_path import focal_from_fov
+from .data.camera_path import focal_from_fov, vertical_fov
 from .chunks import render_chunks
 from .media import to8b, turbo_depth
 from .rays import Intrinsics, Rays
@@ -39,8 +40,9 @@ VIEW_OUTPUTS = ("rgb", "depth", "acc")
 _FLIP = np.diag([1.0, -1.0, -1.0])
 # Accumulated opacity below which the first pass calls a block empty: one level of an 8-bit image.
 EMPTY_BELOW = 1.0 / 255.0
-# The unit a compiled renderer's skipping pass is padded to: small enough to waste little, large enough to keep the GPU busy.
-PAD_RAYS = 1 << 16
+# The two sizes of the pieces a compiled or CUDA-graph renderer gets (see render_in_pieces): the bulk of a pass in large
+# pieces, which keep an H200 busy, and the rest in small ones, so that little is padded. Two shapes, whatever the view.
+PIECE_RAYS = (1 << 15, 1 << 13)
 
 
 def c2w_from_viewer(wxyz, position) -> np.ndarray:
@@ -79,34 +81,57 @@ def first_pass_seen(coarse: RenderOutput, background: torch.Tensor, by: str, emp
     return (coarse.rgb.float() - background.float()).abs().amax(-1) >= empty_below
 
 
-def _render_padded(renderer: Renderer, rays: Rays, pad_to_chunk: bool) -> RenderOutput:
-    """Flat rays [n]; with ``pad_to_chunk``, rendered in pieces of exactly min(chunk, :data:`PAD_RAYS`) rays, so that a
-    compiled renderer sees one shape whatever n is."""
-    if not pad_to_chunk or renderer.chunk is None:
-        return renderer.render(rays)
-    return render_chunks(renderer, rays, min(renderer.chunk, PAD_RAYS), same_size=True)
+def render_in_pieces(renderer: Renderer, rays: Rays) -> RenderOutput:
+    """The rays [*rays] in pieces of exactly ``large`` rays and then, for what is left, of exactly ``small`` (the last one
+    padded), where (large, small) are :data:`PIECE_RAYS` or the renderer's chunk if smaller: a compiled or CUDA-graph renderer
+    meets two shapes, whatever the number of rays. Weights are not kept."""
+    flat = rays.reshape(-1)
+    chunk = renderer.measure_chunk(flat)
+    large, small = (min(chunk, size) for size in PIECE_RAYS)
+    bulk = flat.shape[0] - flat.shape[0] % large
+    parts = [render_chunks(renderer, flat[start:stop], size, same_size=True)
+             for start, stop, size in ((0, bulk, large), (bulk, flat.shape[0], small)) if stop > start]
+    joined = [torch.cat([getattr(part, name) for part in parts]) for name in ("rgb", "acc", "depth")]
+    return RenderOutput(*(x.reshape(*rays.shape, x.shape[-1]) for x in joined), weights=torch.empty(0))
 
 
-def first_pass(renderer: Renderer, rays: Rays, block: int, by: str, empty_below: float = EMPTY_BELOW) -> Tuple[RenderOutput, torch.Tensor]:
+def _render(renderer: Renderer, rays: Rays, pieces: bool) -> RenderOutput:
+    return render_in_pieces(renderer, rays) if pieces else renderer.render(rays)
+
+
+def first_pass(renderer: Renderer, rays: Rays, block: int, by: str, empty_below: float = EMPTY_BELOW,
+               pieces: bool = False) -> Tuple[RenderOutput, torch.Tensor]:
     """(the first pass's output [h, w], the pixels [H, W] (bool) worth rendering at full size) for the rays [H, W]: one ray
-    per ``block`` × ``block`` pixels, judged by :func:`first_pass_seen` and spread by :func:`occupied_pixels`."""
-    coarse = renderer.render(rays[block // 2::block, block // 2::block])
+    per ``block`` × ``block`` pixels, judged by :func:`first_pass_seen` and spread by :func:`occupied_pixels`. ``pieces``:
+    see :func:`render_in_pieces`."""
+    coarse = _render(renderer, rays[block // 2::block, block // 2::block], pieces)
     return coarse, occupied_pixels(first_pass_seen(coarse, renderer.background, by, empty_below), tuple(rays.shape), block)
 
 
 def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_below: float = EMPTY_BELOW,
-                          by: str = "acc", pad_to_chunk: bool = False) -> RenderOutput:
+                          by: str = "acc", pieces: bool = False) -> RenderOutput:
     """The rays [H, W] rendered where a first pass of one ray per ``block`` × ``block`` pixels sees something (by opacity
     or by colour: see :func:`first_pass_seen`), and next to it (:func:`occupied_pixels`); elsewhere rgb is the renderer's
-    background, acc and depth 0. ``pad_to_chunk``: for compiled renderers (see :func:`_render_padded`). Weights are not kept."""
-    coarse, mask = first_pass(renderer, rays, block, by, empty_below)
-    rgb = renderer.background.to(coarse.rgb.dtype).expand(*rays.shape, 3).clone()
-    acc = torch.zeros(*rays.shape, 1, dtype=coarse.acc.dtype, device=rgb.device)
-    depth = torch.zeros(*rays.shape, 1, dtype=coarse.depth.dtype, device=rgb.device)
-    if bool(mask.any()):
-        hit = _render_padded(renderer, rays[mask], pad_to_chunk)
-        rgb[mask], acc[mask], depth[mask] = hit.rgb.to(rgb.dtype), hit.acc.to(acc.dtype), hit.depth.to(depth.dtype)
-    return RenderOutput(rgb, acc, depth, weights=torch.empty(0))
+    background, acc and depth 0. The first pass's own pixels are not rendered twice. ``pieces``: for compiled or CUDA-graph
+    renderers (see :func:`render_in_pieces`). Weights are not kept."""
+    coarse, mask = first_pass(renderer, rays, block, by, empty_below, pieces)
+    own = (slice(block // 2, None, block),) * 2  # the pixels the first pass rendered
+    kept = mask[own][..., None]
+    images = []
+    for name, empty in (("rgb", renderer.background), ("acc", 0.0), ("depth", 0.0)):
+        part = getattr(coarse, name)
+        image = torch.as_tensor(empty, dtype=part.dtype, device=part.device).expand(*rays.shape, part.shape[-1]).clone()
+        image[own] = torch.where(kept, part, image[own])
+        images.append(image)
+    todo = mask.clone()
+    todo[own] = False
+    # The one wait for the GPU in this pass: how many pixels to render (boolean indexing would wait once per use).
+    index = todo.reshape(-1).nonzero()[:, 0]
+    if index.numel():
+        hit = _render(renderer, rays.reshape(-1)[index], pieces)
+        for image, name in zip(images, ("rgb", "acc", "depth")):
+            image.view(-1, image.shape[-1]).index_copy_(0, index, getattr(hit, name).to(image.dtype))
+    return RenderOutput(*images, weights=torch.empty(0))
 
 
 class FrameRenderer:
@@ -115,13 +140,31 @@ class FrameRenderer:
     def __init__(self, run: LoadedRun, settings: RenderSettings, device: torch.device, skip_block: int = 4):
         self.run, self.settings, self.device, self.skip_block = run, settings, device, skip_block
         self.background = torch.tensor(run.scene.background, device=device)
+        # Compiled and CUDA-graph renderers get rays in pieces of two sizes only: one compilation and capture each.
+        self.pieces = settings.compile_mode is not None or settings.cuda_graphs
         self._renderers: Dict[Tuple[int, str], Renderer] = {}
+
+    @property
+    def n_sections(self) -> int:
+        """The N a frame has unless told otherwise: the settings' (autoint-view --n_sections), else the trained one."""
+        return self.settings.n_sections or self.run.config.model.n_sections
 
     def renderer(self, n_sections: int, kind: str) -> Renderer:
         key = (n_sections, kind)
         if key not in self._renderers:
             self._renderers[key] = Renderer(self.run.model, self.background, replace(self.settings, n_sections=n_sections, renderer=kind))
         return self._renderers[key]
+
+    def warm_up(self, height: int) -> float:
+        """Renders the scene's first path view, ``height`` lines high at the scene's field of view, once with and once
+        without skipping, so that a compiled or CUDA-graph renderer has compiled and captured its pieces (both sizes, if
+        the view has a large piece's rays) before anyone waits for a frame; returns the seconds taken."""
+        scene = self.run.scene
+        camera = viewer_intrinsics(np.radians(vertical_fov(scene.intrinsics)), scene.W / scene.H, height)
+        start = time.perf_counter()
+        for skip_empty in (True, False):
+            self.render(scene.render_c2w[0].double().numpy(), camera, skip_empty=skip_empty)
+        return time.perf_counter() - start
 
     def render(self, c2w: np.ndarray, camera: Intrinsics, output: str = "rgb", n_sections: Optional[int] = None,
                kind: str = "integral", skip_empty: bool = False) -> Tuple[np.ndarray, float]:
@@ -131,13 +174,12 @@ class FrameRenderer:
 
     def _image(self, c2w: np.ndarray, camera: Intrinsics, output: str, n_sections: Optional[int], kind: str,
                skip_empty: bool) -> np.ndarray:
-        renderer = self.renderer(n_sections or self.run.config.model.n_sections, kind)
+        renderer = self.renderer(n_sections or self.n_sections, kind)
         rays = view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera)
         if skip_empty:  # the colour view skips haze of the background's colour; the opacity and depth views show it
-            out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc",
-                                        pad_to_chunk=self.settings.compile_mode is not None)
+            out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc", pieces=self.pieces)
         else:
-            out = renderer.render(rays)
+            out = _render(renderer, rays, self.pieces)
         if output == "depth":
             return turbo_depth([out.depth[..., 0].float().cpu().numpy()], [out.acc[..., 0].float().cpu().numpy()])[0]
         if output == "acc":

@@ -18,7 +18,7 @@ from .autoint.fused import DEFAULT_CONFIG
 from .autoint.fused import available as fused_available
 from .chunks import ChunkSize, check_one_ray_fits, measure_chunk
 from .config import ConfigError, SpeedConfig
-from .fastpath import COMPILE_MODES, autocast, check_precision, compile_module, matmul_precision
+from .fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, CudaGraphs, autocast, check_precision, compile_module, matmul_precision
 from .models import RadianceField, SceneModel
 from .rays import Rays
 from .render import QUADRATURE_SAMPLES, RENDERERS, RenderOutput, render_integral, render_quadrature
@@ -37,6 +37,7 @@ class RenderSettings:
         precision: one of :data:`~autoint_cli.fastpath.PRECISIONS`; Φ and its differences stay float32.
         compile_mode: torch.compile the whole chunk function in this mode (None: eager).
         fused_mlp: with bf16 integral renders where Triton runs, Φ's MLP as one fused kernel.
+        cuda_graphs: on CUDA, each chunk shape replayed as one CUDA graph (see :class:`~autoint_cli.fastpath.CudaGraphs`).
         chunk: rays rendered together (None: measured on the first view to fit half the free GPU memory).
     """
 
@@ -46,6 +47,7 @@ class RenderSettings:
     precision: str = "fp32"
     compile_mode: Optional[str] = None
     fused_mlp: bool = False
+    cuda_graphs: bool = False
     chunk: Optional[int] = None
 
     def __post_init__(self):
@@ -54,6 +56,8 @@ class RenderSettings:
         check_precision(self.precision)
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {self.compile_mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+        if self.cuda_graphs and self.compile_mode in GRAPHING_COMPILE_MODES:
+            raise ValueError(f"cuda_graphs: compile mode {self.compile_mode} makes CUDA graphs of its own; choose one or the other")
 
     def replace(self, **changes) -> "RenderSettings":
         return dataclasses.replace(self, **changes)
@@ -79,6 +83,7 @@ class Renderer:
         self.fused = False
         chunk_fn = self._integral(model) if settings.renderer == "integral" else self._quadrature(model)
         self._chunk_fn = chunk_fn if settings.compile_mode is None else compile_module(chunk_fn, settings.compile_mode, padding=False)
+        self._graphs = self._cuda_graphs() if settings.cuda_graphs else None
         self._chunk: Optional[ChunkSize] = None if settings.chunk is None else ChunkSize(settings.chunk)
         # Network evaluations per ray: Φ at the N + 1 posts, or the grad networks at K samples.
         self.samples_per_ray = (settings.n_sections or model.config.n_sections) + 1 if settings.renderer == "integral" else settings.n_samples
@@ -109,6 +114,12 @@ class Renderer:
 
         return render
 
+    def _cuda_graphs(self) -> Optional[CudaGraphs]:
+        if self.device.type != "cuda":
+            logger.info("CUDA graphs: not on %s; chunks are launched kernel by kernel", self.device)
+            return None
+        return CudaGraphs(lambda *fields: self._chunk_fn(Rays(*fields)), self.device)
+
     def _quadrature(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
         s = self.settings
         grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
@@ -120,7 +131,15 @@ class Renderer:
         return render
 
     def __call__(self, rays: Rays) -> RenderOutput:
-        """One chunk of rays [n_rays] in one call (compiled renderers keep one shape: see :func:`~autoint_cli.chunks.render_chunks`)."""
+        """One chunk of rays [n_rays] in one call (compiled renderers keep one shape: see :func:`~autoint_cli.chunks.render_chunks`).
+        With CUDA graphs the output is overwritten by the next call: copy out what is kept."""
+        with torch.no_grad(), matmul_precision(self.settings.precision):
+            if self._graphs is not None:
+                return self._graphs(rays.origins, rays.directions, rays.near, rays.far)
+            return self._chunk_fn(rays)
+
+    def probe(self, rays: Rays) -> RenderOutput:
+        """As a call, but never through a CUDA graph: measuring memory, nothing is captured."""
         with torch.no_grad(), matmul_precision(self.settings.precision):
             return self._chunk_fn(rays)
 
@@ -129,10 +148,15 @@ class Renderer:
         """The chunk size in use (None until measured)."""
         return None if self._chunk is None else self._chunk.rays
 
+    def measure_chunk(self, rays: Rays) -> int:
+        """The chunk size, measured on ``rays`` when the settings leave it open and it is not known yet."""
+        if self._chunk is None:
+            self._chunk = ChunkSize(measure_chunk(self.probe, rays, self.device, self.samples_per_ray))
+        return self._chunk.rays
+
     def render(self, rays: Rays) -> RenderOutput:
         """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after out-of-memory."""
-        if self._chunk is None:
-            self._chunk = ChunkSize(measure_chunk(self, rays, self.device, self.samples_per_ray))
+        self.measure_chunk(rays)
         return self._chunk.render(self, rays)
 
 
@@ -145,6 +169,7 @@ def render_settings(speed: SpeedConfig, run_precision: str, **choice) -> RenderS
         precision=speed.precision or run_precision,
         compile_mode=speed.compile_mode if speed.compile else None,
         fused_mlp=speed.fused_mlp,
+        cuda_graphs=speed.cuda_graphs,
         chunk=speed.chunk,
         **choice,
     )

@@ -2,12 +2,14 @@
 """autoint-view's speed on the server side, and what ``autoint-train --viewer`` costs the training.
 
 ``frames``: serves a trained run (``--expdir``) as autoint-view does and
-connects one client over viser's websocket, a stand-in for the browser: it
+connects one client, in a process of its own, over viser's websocket: a
+stand-in for the browser. It
 sends the scene's video-path cameras at ``--send_hz`` (a fast drag) and counts
 the frames that come back. Every frame is drawn at full size (no smaller
 previews while moving), with empty space skipped and not. Reports frames per
 second received, and the viewer's own milliseconds per frame: the render (pose
-to image on the host) and the JPEG encoding with the hand-over to viser. It
+to image on the host) and the JPEG encoding with the hand-over to viser; and
+the render's milliseconds called directly, without viewer or client. It
 also reports how far a skipped frame is from the full one (PSNR, 8-bit) along
 the path.
 
@@ -22,6 +24,8 @@ compressed msgpack out), as viser 1.1 has it. Prints one JSON line last.
 """
 import argparse
 import json
+import multiprocessing
+import queue
 import re
 import shlex
 import socket
@@ -134,7 +138,7 @@ def skipped_quality(frames: FrameRenderer, poses: np.ndarray, camera, n_sections
         full, _ = frames.render(c2w, camera, n_sections=n_sections)
         skipped, _ = frames.render(c2w, camera, n_sections=n_sections, skip_empty=True)
         rays = view_rays(frames.run.scene, torch.as_tensor(c2w, dtype=torch.float32), frames.device, camera)
-        shares.append(float(first_pass(renderer, rays, frames.skip_block, "rgb")[1].float().mean()))
+        shares.append(float(first_pass(renderer, rays, frames.skip_block, "rgb", pieces=frames.pieces)[1].float().mean()))
         diff = full.astype(np.float64) - skipped.astype(np.float64)
         mse = float(np.mean((diff / 255.0) ** 2))
         psnrs.append(float("inf") if mse == 0 else -10 * np.log10(mse))
@@ -143,33 +147,66 @@ def skipped_quality(frames: FrameRenderer, poses: np.ndarray, camera, n_sections
             "rendered_share_mean": float(np.mean(shares))}
 
 
+def direct_render_ms(frames: FrameRenderer, poses: np.ndarray, camera, skip_empty: bool, rounds: int = 2) -> dict:
+    """FrameRenderer.render's milliseconds along the path, called directly (no viewer, no client): median and quartiles."""
+    frames.render(poses[0], camera, skip_empty=skip_empty)
+    ms = [frames.render(c2w, camera, skip_empty=skip_empty)[1] for _ in range(rounds) for c2w in poses]
+    return {"median": float(np.median(ms)), "p25": float(np.percentile(ms, 25)), "p75": float(np.percentile(ms, 75))}
+
+
+def client_process(port: int, height: int, width: int, fov: float, poses: np.ndarray, args, answers) -> None:
+    """The stand-in browser of ``frames``: drags for ``args.warmup`` seconds, then ``args.seconds`` timed; puts (arrival
+    times, start, stop) on ``answers`` (time.perf_counter is the system's monotonic clock, shared with the viewer)."""
+    client = ViewerClient(port, height, width, fov)
+    index = drag(client, poses, args.warmup, args.send_hz)
+    start = time.perf_counter()
+    drag(client, poses, args.seconds, args.send_hz, index)
+    stop = time.perf_counter()
+    time.sleep(0.5)
+    client.close()
+    answers.put((client.arrivals, start, stop))
+
+
+def answer_of(process, answers):
+    """What ``process`` puts on ``answers``; one line and exit if it dies first."""
+    while True:
+        try:
+            return answers.get(timeout=1.0)
+        except queue.Empty:
+            if not process.is_alive():
+                raise SystemExit(f"bench_viewer: the stand-in browser ended without an answer (exit code {process.exitcode}); "
+                                 "its error is above") from None
+
+
 def frames_main(args) -> dict:
     device = bench_device()
     run = load_run(Path(args.expdir), device)
-    speed = SpeedConfig(precision=args.precision, compile=args.compile, fused_mlp=True)
+    speed = SpeedConfig(precision=args.precision, compile=args.compile, fused_mlp=True, cuda_graphs=args.cuda_graphs)
     frames = FrameRenderer(run, render_settings(speed, run.config.run.precision, n_sections=args.n_sections), device, args.block)
     width, height = (int(v) for v in args.resolution.split("x"))
     fov = vertical_fov(run.scene.intrinsics)
     poses = run.scene.render_c2w.double().numpy()
     result = {"device": device_label(device), "torch": torch.__version__, "expdir": args.expdir, "step": run.step,
               "resolution": args.resolution, "n_sections": args.n_sections, "precision": frames.settings.precision,
-              "compile": args.compile, "block": args.block, "send_hz": args.send_hz, "runs": []}
+              "compile": args.compile, "cuda_graphs": args.cuda_graphs, "block": args.block, "send_hz": args.send_hz, "runs": []}
+    result["warm_up_seconds"] = frames.warm_up(height) if frames.pieces else 0.0
+    camera = viewer_intrinsics(np.radians(fov), width / height, height)
+    result["direct"] = {skip: direct_render_ms(frames, poses, camera, skip == "on") for skip in args.skip_empty}
+    spawn = multiprocessing.get_context("spawn")
     for skip in args.skip_empty:
         log, port = FrameLog(), free_port()
         options = ViewerOptions(max_height=height, preview_scale=1, skip_empty=skip == "on")
         server = start_viewer(frames, "127.0.0.1", port, options, Path(args.expdir) / "camera_paths", log)
         try:
-            client = ViewerClient(port, height, width, fov)
-            index = drag(client, poses, args.warmup, args.send_hz)  # compiles each shape the renderer meets
-            start = time.perf_counter()
-            drag(client, poses, args.seconds, args.send_hz, index)
-            stop = time.perf_counter()
-            time.sleep(0.5)
-            client.close()
+            # The stand-in browser runs in a process of its own, as a browser does: its decoding holds no lock of the viewer's.
+            answers = spawn.Queue()
+            client = spawn.Process(target=client_process, args=(port, height, width, fov, poses, args, answers), daemon=True)
+            client.start()
+            arrivals, start, stop = answer_of(client, answers)
+            client.join(30)
         finally:
             server.stop()
-        result["runs"].append({"skip_empty": skip == "on", **stats(log.frames(), client.arrivals, start, stop)})
-    camera = viewer_intrinsics(np.radians(fov), width / height, height)
+        result["runs"].append({"skip_empty": skip == "on", **stats(log.frames(), arrivals, start, stop)})
     result["skipped_vs_full"] = skipped_quality(frames, poses, camera, args.n_sections)
     return result
 
@@ -222,10 +259,12 @@ def parse(argv=None):
     frames.add_argument("--n_sections", type=int, default=8)
     frames.add_argument("--precision", default="bf16")
     frames.add_argument("--compile", action="store_true", help="torch.compile the renderer (as autoint-view --compile)")
+    frames.add_argument("--cuda_graphs", action="store_true", help="replay each chunk shape as a CUDA graph (as autoint-view --cuda_graphs)")
     frames.add_argument("--skip_empty", nargs="+", choices=("on", "off"), default=["on", "off"])
     frames.add_argument("--block", type=int, default=4, help="pixels a side of the first pass's blocks when skipping (default 4)")
     frames.add_argument("--send_hz", type=float, default=240.0, help="camera messages per second (faster than frames come)")
-    frames.add_argument("--warmup", type=float, default=20.0, help="seconds of dragging before timing (compilation)")
+    frames.add_argument("--warmup", type=float, default=5.0, help="seconds of dragging before timing (the renderer is compiled and "
+                        "captured before that, as autoint-view does)")
     frames.add_argument("--seconds", type=float, default=10.0, help="seconds timed")
     train = modes.add_parser("train", help="steps per second of autoint-train with and without --viewer")
     train.add_argument("--train_args", required=True, help="autoint-train's arguments, one string (include --max_train_seconds)")
@@ -236,6 +275,10 @@ def parse(argv=None):
     return args
 
 
+def run_key(run: dict) -> str:
+    return "on" if run["skip_empty"] else "off"
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     result = frames_main(args) if args.mode == "frames" else train_main(args)
@@ -243,7 +286,7 @@ def main(argv=None) -> int:
         for run in result["runs"]:
             print(f"skip_empty {'on ' if run['skip_empty'] else 'off'}: {run['frames_received_per_sec']:.1f} frames/s received, "
                   f"{run['frames_sent_per_sec']:.1f} sent; render {run['render_ms_median']} ms + encode {run['encode_ms_median']} ms "
-                  f"(median) at {run['sizes']}")
+                  f"(median) at {run['sizes']}; called directly: render {result['direct'][run_key(run)]['median']:.2f} ms (median)")
         print(f"skipped vs full: {result['skipped_vs_full']}")
     print(json.dumps(result))
     return 0

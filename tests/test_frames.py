@@ -9,8 +9,9 @@ from scipy.spatial.transform import Rotation
 from autoint_cli.cli import render_main
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.data.poses import spherical_pose
-from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, c2w_from_viewer, occupied_pixels, render_skipping_empty, viewer_from_c2w,
-                                viewer_intrinsics)
+import autoint_cli.frames as frames_module
+from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, c2w_from_viewer, occupied_pixels, render_in_pieces, render_skipping_empty,
+                                viewer_from_c2w, viewer_intrinsics)
 from autoint_cli.rays import Intrinsics, camera_rays
 from autoint_cli.render import RenderOutput
 from autoint_cli.renderer import RenderSettings
@@ -49,6 +50,19 @@ def test_a_frame_is_what_autoint_render_makes_for_that_pose(tiny_run):
     assert np.abs(skipped.astype(int) - image.astype(int)).max() <= 1
 
 
+def test_frames_and_the_warm_up_use_the_settings_n_not_the_trained_one(tiny_run):
+    """autoint-view --n_sections 3: the first frames, and the renderer warmed up before serving, are at N = 3."""
+    _, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    assert run.config.model.n_sections != 3
+    frames = FrameRenderer(run, RenderSettings(n_sections=3), CPU)
+    assert frames.warm_up(8) > 0 and list(frames._renderers) == [(3, "integral")]
+    pose = run.scene.c2w[0].double().numpy()
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 8)
+    np.testing.assert_array_equal(frames.render(pose, camera)[0], frames.render(pose, camera, n_sections=3)[0])
+    assert FrameRenderer(run, RenderSettings(), CPU).n_sections == run.config.model.n_sections
+
+
 def test_occupied_pixels_are_the_seen_blocks_and_their_neighbours():
     seen = torch.zeros(4, 5, dtype=torch.bool)
     seen[1, 3] = True
@@ -70,6 +84,9 @@ class SphereRenderer:
     @property
     def rendered(self):
         return sum(self.calls)
+
+    def measure_chunk(self, rays):
+        return self.chunk or 1 << 30
 
     def render(self, rays):
         self.calls.append(rays.shape.numel())
@@ -111,17 +128,35 @@ def test_haze_of_the_background_colour_is_skipped_in_the_colour_view_only():
     torch.testing.assert_close(by_colour.rgb, haze.render(rays).rgb, rtol=0, atol=0)  # and the colours are still right
     haze.calls.clear()
     by_opacity = render_skipping_empty(haze, rays, block=4, by="acc")
-    assert haze.calls == [64, 32 * 32] and bool((by_opacity.acc == 0.3).all())
+    # Every pixel, the first pass's 64 once only.
+    assert haze.calls == [64, 32 * 32 - 64] and bool((by_opacity.acc == 0.3).all())
 
 
-def test_the_skipped_render_keeps_to_one_shape():
-    """A compiled renderer must see one shape: the rays of the full-size pass come in pieces of exactly the chunk's size
-    (at most PAD_RAYS), the last one padded."""
+def test_pieces_come_in_two_sizes_and_join_back_in_order(monkeypatch):
+    monkeypatch.setattr(frames_module, "PIECE_RAYS", (100, 30))
+    rays = sphere_view(21)  # 441 rays: 4 large pieces, then 41 in 2 small ones (the last padded)
+    sphere = SphereRenderer(radius=0.8)
+    out = render_in_pieces(sphere, rays)
+    assert sphere.calls == [100] * 4 + [30] * 2
+    full = SphereRenderer(radius=0.8).render(rays)
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(out, name), getattr(full, name), rtol=0, atol=0, msg=name)
+    small_chunk = SphereRenderer(radius=0.8, chunk=20)  # a renderer's smaller chunk (little GPU memory) wins
+    render_in_pieces(small_chunk, rays)
+    assert set(small_chunk.calls) == {20}
+
+
+def test_the_skipped_render_keeps_to_two_shapes(monkeypatch):
+    """A compiled or CUDA-graph renderer must see few shapes: with ``pieces``, both passes come in pieces of the two sizes."""
+    monkeypatch.setattr(frames_module, "PIECE_RAYS", (1000, 100))
     rays = sphere_view(96)
-    sphere = SphereRenderer(radius=0.8, chunk=1000)
-    skipped = render_skipping_empty(sphere, rays, block=4, pad_to_chunk=True)
-    needed = int(occupied_pixels(sphere.render(rays[2::4, 2::4]).acc[..., 0] >= EMPTY_BELOW, (96, 96), 4).sum())
-    assert sphere.calls[0] == 24 * 24 and set(sphere.calls[1:-1]) == {1000} and len(sphere.calls) - 2 == -(-needed // 1000)
+    sphere = SphereRenderer(radius=0.8)
+    skipped = render_skipping_empty(sphere, rays, block=4, pieces=True)
+    assert set(sphere.calls) == {1000, 100}
+    mask = occupied_pixels(SphereRenderer(radius=0.8).render(rays[2::4, 2::4]).acc[..., 0] >= EMPTY_BELOW, (96, 96), 4)
+    needed = int(mask.sum()) - int(mask[2::4, 2::4].sum())  # the first pass's own pixels are not rendered again
+    # The first pass's 576 rays in 6 small pieces, then the needed ones, padded by less than a small piece.
+    assert sphere.calls[:6] == [100] * 6 and needed <= sum(sphere.calls[6:]) < needed + 100
     torch.testing.assert_close(skipped.rgb, SphereRenderer(radius=0.8).render(rays).rgb, rtol=0, atol=0)
 
 

@@ -1,12 +1,16 @@
 """The renderer object: its settings decide everything once, and it never changes the model it was given."""
 import logging
+from dataclasses import replace
 
 import pytest
 import torch
 
 from autoint_cli.autoint import Exp
 from autoint_cli.autoint.fused import available as fused_available
-from autoint_cli.config import ModelConfig, SpeedConfig
+from autoint_cli.config import ModelConfig, SpeedConfig, ViewSpeedConfig, invalid_value
+from autoint_cli.fastpath import CudaGraphs
+from autoint_cli.data.poses import spherical_pose
+from autoint_cli.rays import Intrinsics, camera_rays
 from autoint_cli.models import SceneModel
 from autoint_cli.rays import Rays
 from autoint_cli.render import render_integral, render_quadrature
@@ -130,8 +134,55 @@ def test_settings_refuse_unknown_names():
 def test_render_settings_from_the_speed_flags():
     speed = SpeedConfig(chunk=1024, precision=None, compile=True, compile_mode="reduce-overhead", fused_mlp=False)
     settings = render_settings(speed, "bf16", renderer="quadrature", n_samples=64)
-    assert settings == RenderSettings("quadrature", None, 64, "bf16", "reduce-overhead", False, 1024)
+    assert settings == RenderSettings("quadrature", None, 64, "bf16", "reduce-overhead", False, chunk=1024)
     assert render_settings(SpeedConfig(precision="fp32"), "bf16").replace(n_sections=4) == RenderSettings(n_sections=4, fused_mlp=True)
+    assert render_settings(SpeedConfig(cuda_graphs=True), "bf16").cuda_graphs
+    # torch.compile's graphing modes and our own CUDA graphs do not go together: refused by the settings and by the flags.
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        RenderSettings(compile_mode="reduce-overhead", cuda_graphs=True)
+    assert "--cuda_graphs" in invalid_value(replace(speed, cuda_graphs=True))
+    assert invalid_value(replace(speed, cuda_graphs=True, compile_mode="default")) is None
+
+
+def test_autoint_view_compiles_and_graphs_by_default_with_cuda_only():
+    auto = ViewSpeedConfig()
+    assert (auto.resolved(cuda=True).compile, auto.resolved(cuda=True).cuda_graphs) == (True, True)
+    assert (auto.resolved(cuda=False).compile, auto.resolved(cuda=False).cuda_graphs) == (False, False)
+    assert not ViewSpeedConfig(compile_mode="reduce-overhead").resolved(cuda=True).cuda_graphs  # its own graphs, then
+    chosen = ViewSpeedConfig(compile=False, cuda_graphs=True, chunk=4096).resolved(cuda=True)
+    assert type(chosen) is SpeedConfig and (chosen.compile, chosen.cuda_graphs, chosen.chunk) == (False, True, 4096)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs: CUDA only")
+def test_cuda_graphs_replay_what_the_renderer_computes():
+    """New rays of a captured shape, another shape, and weights changed in place: each replay gives the plain renderer's output."""
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = SceneModel(ModelConfig(netdepth=4, netwidth=64, n_sections=8, use_sampler=True)).to(device).eval()
+    background = torch.ones(3, device=device)
+    graphed = Renderer(model, background, RenderSettings(cuda_graphs=True))
+    plain = Renderer(model, background, RenderSettings())
+    camera = Intrinsics.from_focal(32, 32, 40.0)
+    views = [camera_rays(torch.from_numpy(spherical_pose(a, -30.0, 4.0)).float().to(device), camera, 2.0, 6.0).reshape(-1)
+             for a in (0.0, 40.0)]
+    for rays in (views[0], views[1], views[1][:500], views[0]):
+        with torch.no_grad():
+            torch.testing.assert_close(graphed(rays).rgb.clone(), plain(rays).rgb, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.5)
+        torch.testing.assert_close(graphed(views[1]).rgb.clone(), plain(views[1]).rgb, rtol=1e-5, atol=1e-6)
+    assert len(graphed._graphs) == 2
+
+
+def test_cuda_graphs_are_left_out_on_the_cpu():
+    model = SceneModel(ModelConfig(netdepth=2, netwidth=16, n_sections=4)).eval()
+    background = torch.ones(3)
+    graphed = Renderer(model, background, RenderSettings(cuda_graphs=True))
+    plain = Renderer(model, background, RenderSettings())
+    rays = camera_rays(torch.eye(4)[:3], Intrinsics.from_focal(6, 6, 6.0), 2.0, 6.0)
+    torch.testing.assert_close(graphed.render(rays).rgb, plain.render(rays).rgb, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="CUDA device"):
+        CudaGraphs(lambda x: x, torch.device("cpu"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Inductor's GPU code: CUDA only")

@@ -172,5 +172,6 @@ def test_bench_viewer_counts_the_frames_a_client_gets(tmp_path):
     for r in result["runs"]:
         assert r["frames_received_per_sec"] > 0 and r["sizes"] == ["24x16"] and r["render_ms_median"] > 0
     assert 0 < result["skipped_vs_full"]["rendered_share_mean"] <= 1
+    assert result["direct"]["on"]["median"] > 0 and result["direct"]["off"]["median"] > 0
     bad = run("scripts/bench_viewer.py", "frames", "--expdir", str(tmp_path), "--resolution", "24")
     assert bad.returncode == 2 and "--resolution 24: expected WxH" in bad.stderr

@@ -25,13 +25,17 @@ CPU = torch.device("cpu")
 
 
 class FakeClient:
-    """What the draw loop reads of a viser client: its camera; what it writes: background images."""
+    """What the draw loop reads of a viser client: its camera; what it writes: background images, each flushed at once
+    (``flushed`` counts the images shown before each flush)."""
 
     def __init__(self, pose):
         wxyz, position = viewer_from_c2w(pose)
         self.camera = SimpleNamespace(wxyz=wxyz, position=position, fov=np.radians(40.0), aspect=1.0, image_height=24)
-        self.shown = []
+        self.shown, self.flushed = [], []
         self.scene = SimpleNamespace(set_background_image=lambda image, **_: self.shown.append(image.shape))
+
+    def flush(self):
+        self.flushed.append(len(self.shown))
 
 
 def fake_controls():
@@ -64,6 +68,8 @@ def test_the_loop_draws_small_while_moving_and_full_size_once_still(tiny_run):
         sent = log.frames()
         assert [(f.height, f.width, 3) for f in sent] == client.shown and all(f.render_ms > 0 and f.encode_ms >= 0 for f in sent)
         assert [f.sent_at for f in sent] == sorted(f.sent_at for f in sent)
+        # Each frame is flushed as soon as it is set: viser's 1/60 s windows would otherwise drop frames beyond 60 a second.
+        assert client.flushed[:4] == [1, 2, 3, 4]
     finally:
         gone.set()
         loop.join(10)
@@ -134,6 +140,9 @@ def test_viewer_errors_are_one_line(tiny_run, tmp_path, capsys, monkeypatch):
     assert view_main(["--expdir", str(tmp_path / "empty"), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("autoint-view: error: ") and "\n" not in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own one line
+        view_main(["--expdir", str(run_dir), "--compile", "true", "--compile_mode", "reduce-overhead", "--cuda_graphs", "true"])
+    assert exit_.value.code == 2 and "--cuda_graphs: --compile_mode reduce-overhead replays CUDA graphs of its own" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "viser", None)
     assert view_main(["--expdir", str(run_dir)]) == 2
     assert capsys.readouterr().err.strip() == "autoint-view: error: autoint-view needs viser: pip install -e '.[viewer]' (or pip install viser)"
