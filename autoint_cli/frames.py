@@ -16,6 +16,7 @@ least a level, so that a trained scene's faint haze of the background's colour
 than a block and falls between its rays can be missed, so this is for the
 viewer only, never for ``autoint-render`` or ``autoint-eval``.
 """
+import threading
 import time
 from dataclasses import replace
 from typing import Dict, Optional, Tuple
@@ -143,6 +144,8 @@ class FrameRenderer:
         # Compiled and CUDA-graph renderers get rays in pieces of two sizes only: one compilation and capture each.
         self.pieces = settings.compile_mode is not None or settings.cuda_graphs
         self._renderers: Dict[Tuple[int, str], Renderer] = {}
+        # One frame at a time, whichever browser asks: a CUDA-graph renderer replays from one set of input buffers.
+        self._lock = threading.Lock()
 
     @property
     def n_sections(self) -> int:
@@ -170,7 +173,8 @@ class FrameRenderer:
                kind: str = "integral", skip_empty: bool = False) -> Tuple[np.ndarray, float]:
         """(uint8 image [H, W, 3] of ``output``, milliseconds from the pose to the image on the host) at the OpenGL pose
         ``c2w`` [3, 4]; with ``skip_empty``, empty space is skipped (see the module's docstring)."""
-        return timed(lambda: self._image(c2w, camera, output, n_sections, kind, skip_empty), self.device)
+        with self._lock:
+            return timed(lambda: self._image(c2w, camera, output, n_sections, kind, skip_empty), self.device)
 
     def _image(self, c2w: np.ndarray, camera: Intrinsics, output: str, n_sections: Optional[int], kind: str,
                skip_empty: bool) -> np.ndarray:

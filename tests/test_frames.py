@@ -1,5 +1,8 @@
 """The viewer's frames: viser's camera convention, a frame equal to autoint-render's, and skipping empty space (exact where
 the scene is larger than a block, against an analytic sphere; what it cannot see; the same image on a tiny_run run)."""
+import threading
+import time
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -61,6 +64,28 @@ def test_frames_and_the_warm_up_use_the_settings_n_not_the_trained_one(tiny_run)
     camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 8)
     np.testing.assert_array_equal(frames.render(pose, camera)[0], frames.render(pose, camera, n_sections=3)[0])
     assert FrameRenderer(run, RenderSettings(), CPU).n_sections == run.config.model.n_sections
+
+
+def test_frames_are_drawn_one_at_a_time_whichever_thread_asks(tiny_run, monkeypatch):
+    """Two browsers' draw loops call render at once; a CUDA-graph renderer shares its input buffers, so frames must not overlap."""
+    _, run_dir = tiny_run
+    frames = FrameRenderer(load_run(run_dir, CPU), RenderSettings(), CPU)
+    inside, most = [0], [0]
+
+    def slow_image(*args):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        inside[0] -= 1
+        return np.zeros((2, 2, 3), np.uint8)
+
+    monkeypatch.setattr(frames, "_image", slow_image)
+    threads = [threading.Thread(target=frames.render, args=(None, None)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == 1
 
 
 def test_occupied_pixels_are_the_seen_blocks_and_their_neighbours():
