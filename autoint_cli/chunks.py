@@ -36,9 +36,17 @@ def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int
         index = torch.arange(start, start + size, device=flat.origins.device).clamp(max=n - 1)
         out = render(flat[index])
         # Copied out at once: a CUDA-graph renderer reuses its output memory on the next chunk.
-        parts.append([getattr(out, name)[: stop - start].clone() for name in ("rgb", "acc", "depth")])
-    joined = [torch.cat([p[i] for p in parts], 0) for i in range(3)]
-    shape = rays.shape
+        parts.append(RenderOutput(*(getattr(out, name)[: stop - start].clone() for name in JOINED), weights=torch.empty(0)))
+    return join_outputs(parts, rays.shape)
+
+
+# The outputs that join_outputs keeps (weights differ in length from ray to ray of a batch and are dropped).
+JOINED = ("rgb", "acc", "depth")
+
+
+def join_outputs(parts: List[RenderOutput], shape: torch.Size) -> RenderOutput:
+    """Outputs of consecutive pieces of a flat batch, [n_i, C] each, joined in order and reshaped to [*shape, C]."""
+    joined = [torch.cat([getattr(part, name) for part in parts], 0) for name in JOINED]
     return RenderOutput(*(x.reshape(*shape, x.shape[-1]) for x in joined), weights=torch.empty(0))
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from .data.camera_path import focal_from_fov, vertical_fov
-from .chunks import render_chunks
+from .chunks import join_outputs, render_chunks
 from .media import to8b, turbo_depth
 from .rays import Intrinsics, Rays
 from .render import RenderOutput
@@ -92,8 +92,7 @@ def render_in_pieces(renderer: Renderer, rays: Rays) -> RenderOutput:
     bulk = flat.shape[0] - flat.shape[0] % large
     parts = [render_chunks(renderer, flat[start:stop], size, same_size=True)
              for start, stop, size in ((0, bulk, large), (bulk, flat.shape[0], small)) if stop > start]
-    joined = [torch.cat([getattr(part, name) for part in parts]) for name in ("rgb", "acc", "depth")]
-    return RenderOutput(*(x.reshape(*rays.shape, x.shape[-1]) for x in joined), weights=torch.empty(0))
+    return join_outputs(parts, rays.shape)
 
 
 def _render(renderer: Renderer, rays: Rays, pieces: bool) -> RenderOutput:

@@ -275,18 +275,15 @@ def parse(argv=None):
     return args
 
 
-def run_key(run: dict) -> str:
-    return "on" if run["skip_empty"] else "off"
-
-
 def main(argv=None) -> int:
     args = parse(argv)
     result = frames_main(args) if args.mode == "frames" else train_main(args)
     if args.mode == "frames":
         for run in result["runs"]:
-            print(f"skip_empty {'on ' if run['skip_empty'] else 'off'}: {run['frames_received_per_sec']:.1f} frames/s received, "
+            skip = "on" if run["skip_empty"] else "off"
+            print(f"skip_empty {skip:<3}: {run['frames_received_per_sec']:.1f} frames/s received, "
                   f"{run['frames_sent_per_sec']:.1f} sent; render {run['render_ms_median']} ms + encode {run['encode_ms_median']} ms "
-                  f"(median) at {run['sizes']}; called directly: render {result['direct'][run_key(run)]['median']:.2f} ms (median)")
+                  f"(median) at {run['sizes']}; called directly: render {result['direct'][skip]['median']:.2f} ms (median)")
         print(f"skipped vs full: {result['skipped_vs_full']}")
     print(json.dumps(result))
     return 0
