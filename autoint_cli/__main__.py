@@ -1,4 +1,6 @@
 """``python -m autoint_cli train|render|eval|scene|view|demo ...``: the console scripts without installing them."""
+import logging
+import os
 import sys
 
 NAMES = ("train", "render", "eval", "scene", "view", "demo")
@@ -19,5 +21,20 @@ def main() -> int:
     return commands[sys.argv[1]](sys.argv[2:])
 
 
+def leave(code: int) -> None:
+    """Exits with ``code``; a torchrun worker skips the interpreter's teardown once its output is flushed.
+
+    Everything a command writes is complete by now (files are renamed into
+    place). Gloo's threads have, rarely, aborted a finished CPU worker during
+    teardown, and torchrun then reports the whole run as failed.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -229,6 +229,8 @@ def _distributed(device_name: str):
     torch_dist.init_process_group(backend, rank=rank, world_size=world_size, device_id=device if device.type == "cuda" else None)
     try:
         yield Distributed(rank, world_size, device), device
+        # No rank tears its connections down while another is still inside a collective.
+        torch_dist.barrier()
     finally:
         torch_dist.destroy_process_group()
 
