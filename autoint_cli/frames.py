@@ -16,6 +16,7 @@ least a level, so that a trained scene's faint haze of the background's colour
 than a block and falls between its rays can be missed, so this is for the
 viewer only, never for ``autoint-render`` or ``autoint-eval``.
 """
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -34,6 +35,8 @@ from .render import RenderOutput
 from .renderer import Renderer, RenderSettings
 from .run_loader import LoadedRun
 from .views import timed, view_rays
+
+logger = logging.getLogger(__name__)
 
 # What the viewer can show, by the names its dropdown uses.
 VIEW_OUTPUTS = ("rgb", "depth", "acc")
@@ -137,12 +140,19 @@ def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_
 class FrameRenderer:
     """Frames of one trained run for the viewer: a renderer per (N, renderer kind), kept once built."""
 
-    def __init__(self, run: LoadedRun, settings: RenderSettings, device: torch.device, skip_block: int = 4):
+    def __init__(self, run: LoadedRun, settings: RenderSettings, device: torch.device, skip_block: int = 4,
+                 warm_in_background: bool = False):
+        """``warm_in_background``: a compiled or CUDA-graph renderer for an (N, kind) not drawn before is compiled and
+        captured on a thread of its own while an eager renderer draws the frames (see :meth:`warming`); otherwise the
+        first frame waits for it."""
         self.run, self.settings, self.device, self.skip_block = run, settings, device, skip_block
         self.background = torch.tensor(run.scene.background, device=device)
         # Compiled and CUDA-graph renderers get rays in pieces of two sizes only: one compilation and capture each.
         self.pieces = settings.compile_mode is not None or settings.cuda_graphs
+        self.warm_in_background = warm_in_background and self.pieces
         self._renderers: Dict[Tuple[int, str], Renderer] = {}
+        self._stand_ins: Dict[Tuple[int, str], Renderer] = {}
+        self._warming: Dict[Tuple[int, str], threading.Thread] = {}
         # One frame at a time, whichever browser asks: a CUDA-graph renderer replays from one set of input buffers.
         self._lock = threading.Lock()
 
@@ -152,20 +162,73 @@ class FrameRenderer:
         return self.settings.n_sections or self.run.config.model.n_sections
 
     def renderer(self, n_sections: int, kind: str) -> Renderer:
+        """The renderer of the settings for (N, kind), built now if need be (compiled, if so, by its first frame)."""
         key = (n_sections, kind)
         if key not in self._renderers:
-            self._renderers[key] = Renderer(self.run.model, self.background, replace(self.settings, n_sections=n_sections, renderer=kind))
+            self._renderers[key] = self._build(key)
         return self._renderers[key]
 
-    def warm_up(self, height: int) -> float:
-        """Renders the scene's first path view, ``height`` lines high at the scene's field of view, once with and once
-        without skipping, so that a compiled or CUDA-graph renderer has compiled and captured its pieces (both sizes, if
-        the view has a large piece's rays) before anyone waits for a frame; returns the seconds taken."""
-        scene = self.run.scene
-        camera = viewer_intrinsics(np.radians(vertical_fov(scene.intrinsics)), scene.W / scene.H, height)
+    def _build(self, key: Tuple[int, str], **changes) -> Renderer:
+        return Renderer(self.run.model, self.background, replace(self.settings, n_sections=key[0], renderer=key[1], **changes))
+
+    def warming(self, n_sections: int, kind: str = "integral") -> bool:
+        """Whether frames at (N, kind) are drawn by an eager stand-in while the settings' renderer is compiled and captured."""
+        thread = self._warming.get((n_sections, kind))
+        return thread is not None and thread.is_alive()
+
+    def _drawing(self, key: Tuple[int, str]) -> Tuple[Renderer, bool]:
+        """(the renderer that draws a frame at ``key`` now, whether it takes rays in pieces): with ``warm_in_background``,
+        an eager stand-in until the settings' renderer is ready (its warm-up is started on first use)."""
+        if not self.warm_in_background or key in self._renderers:
+            return self.renderer(*key), self.pieces
+        if key not in self._warming:
+            self._warming[key] = threading.Thread(target=self._warm, args=(key,), daemon=True, name=f"warm-up N={key[0]} {key[1]}")
+            self._warming[key].start()
+        if key not in self._stand_ins:
+            self._stand_ins[key] = self._build(key, compile_mode=None, cuda_graphs=False)
+        return self._stand_ins[key], False
+
+    def _warm(self, key: Tuple[int, str]) -> None:
+        """Compiles the settings' renderer for ``key`` at both piece sizes while frames go on, then captures its CUDA graphs
+        between two frames (nothing else may use the GPU during a capture) and hands it over. A failure leaves the stand-in."""
         start = time.perf_counter()
+        try:
+            renderer = self._build(key)
+            rays = self._warm_up_rays()
+            with self._lock:  # measured between frames: their memory would count in its peak
+                chunk = renderer.measure_chunk(rays)
+            sizes = sorted({min(chunk, size) for size in PIECE_RAYS}, reverse=True)
+            pieces = [rays[torch.arange(size, device=rays.origins.device) % rays.shape[0]] for size in sizes]
+            for piece in pieces:
+                renderer.probe(piece)  # compiles; captures nothing
+            with self._lock:
+                for piece in pieces:
+                    renderer(piece)  # captures, if CUDA graphs are on
+                self._renderers[key] = renderer
+        except Exception:  # the viewer keeps drawing with the eager stand-in
+            logger.exception("N=%d (%s): the compiled renderer failed to warm up; frames stay eager", *key)
+            return
+        logger.info("N=%d (%s): compiled renderer ready in %.0f s", key[0], key[1], time.perf_counter() - start)
+
+    def _first_view(self, height: int) -> Tuple[np.ndarray, Intrinsics]:
+        """(c2w [3, 4], camera ``height`` lines high) of the scene's first path view at the scene's field of view."""
+        scene = self.run.scene
+        return scene.render_c2w[0].double().numpy(), viewer_intrinsics(np.radians(vertical_fov(scene.intrinsics)), scene.W / scene.H, height)
+
+    def _warm_up_rays(self) -> Rays:
+        """The flat rays of the first path view at the scene's size: what a background warm-up feeds a renderer."""
+        c2w, camera = self._first_view(self.run.scene.H)
+        return view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera).reshape(-1)
+
+    def warm_up(self, height: int) -> float:
+        """Renders the scene's first path view, ``height`` lines high, once with and once without skipping, so that a
+        compiled or CUDA-graph renderer at the settings' N has compiled and captured its pieces (both sizes, if the view has
+        a large piece's rays) before anyone waits for a frame; returns the seconds taken."""
+        c2w, camera = self._first_view(height)
+        start = time.perf_counter()
+        self.renderer(self.n_sections, "integral")  # built here, so these frames wait for it (no stand-in)
         for skip_empty in (True, False):
-            self.render(scene.render_c2w[0].double().numpy(), camera, skip_empty=skip_empty)
+            self.render(c2w, camera, skip_empty=skip_empty)
         return time.perf_counter() - start
 
     def render(self, c2w: np.ndarray, camera: Intrinsics, output: str = "rgb", n_sections: Optional[int] = None,
@@ -177,12 +240,12 @@ class FrameRenderer:
 
     def _image(self, c2w: np.ndarray, camera: Intrinsics, output: str, n_sections: Optional[int], kind: str,
                skip_empty: bool) -> np.ndarray:
-        renderer = self.renderer(n_sections or self.n_sections, kind)
+        renderer, pieces = self._drawing((n_sections or self.n_sections, kind))
         rays = view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera)
         if skip_empty:  # the colour view skips haze of the background's colour; the opacity and depth views show it
-            out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc", pieces=self.pieces)
+            out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc", pieces=pieces)
         else:
-            out = _render(renderer, rays, self.pieces)
+            out = _render(renderer, rays, pieces)
         if output == "depth":
             return turbo_depth([out.depth[..., 0].float().cpu().numpy()], [out.acc[..., 0].float().cpu().numpy()])[0]
         if output == "acc":

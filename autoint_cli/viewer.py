@@ -147,9 +147,10 @@ class _Sender:
         self._ready = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
-    def submit(self, image: np.ndarray, render_ms: float, full: bool) -> None:
+    def submit(self, image: np.ndarray, render_ms: float, full: bool, note: str = "") -> None:
+        """Hands over a frame; ``note`` is added to the readout of a full-size frame."""
         with self._lock:
-            self._pending = (image, render_ms, full)
+            self._pending = (image, render_ms, full, note)
             self._ready.set()
 
     def _run(self) -> None:
@@ -157,7 +158,7 @@ class _Sender:
             if not self._ready.wait(0.05):
                 continue
             with self._lock:
-                (image, render_ms, full), self._pending = self._pending, None
+                (image, render_ms, full, note), self._pending = self._pending, None
                 self._ready.clear()
             start = time.perf_counter()
             self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
@@ -170,7 +171,7 @@ class _Sender:
                 self.log.add(FrameTime(image.shape[0], image.shape[1], render_ms, encode_ms, sent))
             if full:
                 self.controls.readout.content = (f"ms per frame: {render_ms:.1f} render + {encode_ms:.1f} encode "
-                                                 f"({image.shape[1]}x{image.shape[0]})")
+                                                 f"({image.shape[1]}x{image.shape[0]}){note}")
 
 
 def _draw(client, frames: FrameRenderer, controls: _Controls, sender: _Sender, height: int, full: bool) -> None:
@@ -178,9 +179,10 @@ def _draw(client, frames: FrameRenderer, controls: _Controls, sender: _Sender, h
     camera = client.camera
     c2w = c2w_from_viewer(camera.wxyz, camera.position)
     # Previews are small and cheap: skipping is for full-size frames (and a compiled renderer then meets fewer shapes).
-    image, ms = frames.render(c2w, viewer_intrinsics(camera.fov, camera.aspect, height), controls.output.value,
-                              int(controls.n_sections.value), controls.kind.value, full and bool(controls.skip_empty.value))
-    sender.submit(image, ms, full)
+    n_sections, kind = int(controls.n_sections.value), controls.kind.value
+    image, ms = frames.render(c2w, viewer_intrinsics(camera.fov, camera.aspect, height), controls.output.value, n_sections, kind,
+                              full and bool(controls.skip_empty.value))
+    sender.submit(image, ms, full, "; eager while this N compiles" if frames.warming(n_sections, kind) else "")
 
 
 def _client_loop(client, frames: FrameRenderer, controls: _Controls, options: ViewerOptions, gone: threading.Event,

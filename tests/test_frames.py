@@ -1,5 +1,6 @@
 """The viewer's frames: viser's camera convention, a frame equal to autoint-render's, and skipping empty space (exact where
 the scene is larger than a block, against an analytic sphere; what it cannot see; the same image on a tiny_run run)."""
+import logging
 import threading
 import time
 
@@ -64,6 +65,85 @@ def test_frames_and_the_warm_up_use_the_settings_n_not_the_trained_one(tiny_run)
     camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 8)
     np.testing.assert_array_equal(frames.render(pose, camera)[0], frames.render(pose, camera, n_sections=3)[0])
     assert FrameRenderer(run, RenderSettings(), CPU).n_sections == run.config.model.n_sections
+
+
+def test_a_new_n_is_drawn_eagerly_while_its_renderer_warms_up_in_the_background(tiny_run, monkeypatch, caplog):
+    """autoint-view: a first frame at an N not drawn before comes at once from an eager stand-in while the settings' renderer
+    (here CUDA graphs, which the CPU ignores, so it is eager too but takes rays in pieces) warms up on a thread of its own;
+    once it is ready, frames come from it, the same image."""
+    _, run_dir = tiny_run
+    caplog.set_level(logging.INFO, logger="autoint_cli.frames")
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(cuda_graphs=True), CPU, warm_in_background=True)
+    assert frames.pieces and frames.warm_in_background
+    release, probed = threading.Event(), []
+    probe = frames_module.Renderer.probe
+
+    def held_probe(self, rays):  # the warm-up's compile step waits until the test lets it go
+        probed.append(rays.shape[0])
+        assert release.wait(60)
+        return probe(self, rays)
+
+    monkeypatch.setattr(frames_module.Renderer, "probe", held_probe)
+    pose = run.scene.c2w[0].double().numpy()
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 12)
+    eager, _ = frames.render(pose, camera, n_sections=3)  # returns although the warm-up is held
+    assert frames.warming(3) and (3, "integral") not in frames._renderers and list(frames._stand_ins) == [(3, "integral")]
+    stand_in = frames._stand_ins[(3, "integral")]
+    assert stand_in.settings.compile_mode is None and not stand_in.settings.cuda_graphs
+    release.set()
+    frames._warming[(3, "integral")].join(60)
+    assert not frames.warming(3) and frames._renderers[(3, "integral")].settings.cuda_graphs
+    # Both piece sizes (each cut to the chunk) were compiled, from the first path view's rays repeated to fill them.
+    assert probed == sorted({min(frames._renderers[(3, "integral")].chunk, size) for size in frames_module.PIECE_RAYS}, reverse=True)
+    ready, _ = frames.render(pose, camera, n_sections=3)
+    np.testing.assert_array_equal(ready, eager)
+    assert "N=3 (integral): compiled renderer ready" in caplog.text
+
+
+def test_torch_compile_on_the_warm_up_thread_while_frames_go_on(tiny_run):
+    """The same with a real torch.compile (Inductor on the CPU, tens of seconds): dynamo compiles on the warm-up thread while
+    the stand-in draws frames on this one; the compiled renderer then draws the same image to a level."""
+    _, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(compile_mode="default"), CPU, warm_in_background=True)
+    pose = run.scene.c2w[0].double().numpy()
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 12)
+    eager, _ = frames.render(pose, camera, n_sections=3)
+    drawn = 0
+    while frames.warming(3):
+        frames.render(pose, camera, n_sections=3)
+        drawn += 1
+    assert drawn > 0 and frames._renderers[(3, "integral")].settings.compile_mode == "default"
+    compiled, _ = frames.render(pose, camera, n_sections=3)
+    assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 1
+
+
+def test_a_warm_up_that_fails_leaves_the_eager_stand_in(tiny_run, monkeypatch, caplog):
+    _, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(cuda_graphs=True), CPU, warm_in_background=True)
+
+    def failing_probe(self, rays):
+        raise RuntimeError("out of memory while compiling")
+
+    monkeypatch.setattr(frames_module.Renderer, "probe", failing_probe)
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 12)
+    first, _ = frames.render(run.scene.c2w[0].double().numpy(), camera, n_sections=3)
+    frames._warming[(3, "integral")].join(60)
+    assert (3, "integral") not in frames._renderers and not frames.warming(3)
+    assert "the compiled renderer failed to warm up; frames stay eager" in caplog.text
+    again, _ = frames.render(run.scene.c2w[0].double().numpy(), camera, n_sections=3)
+    np.testing.assert_array_equal(again, first)
+    assert list(frames._warming) == [(3, "integral")]  # not started again
+
+
+def test_without_compiling_there_is_nothing_to_warm_up(tiny_run):
+    _, run_dir = tiny_run
+    frames = FrameRenderer(load_run(run_dir, CPU), RenderSettings(), CPU, warm_in_background=True)
+    assert not frames.warm_in_background
+    frames.render(frames.run.scene.c2w[0].double().numpy(), viewer_intrinsics(1.0, 1.0, 6), n_sections=3)
+    assert list(frames._renderers) == [(3, "integral")] and not frames._warming and not frames._stand_ins
 
 
 def test_frames_are_drawn_one_at_a_time_whichever_thread_asks(tiny_run, monkeypatch):

@@ -75,6 +75,25 @@ def test_the_loop_draws_small_while_moving_and_full_size_once_still(tiny_run):
         loop.join(10)
 
 
+def test_the_readout_says_when_an_eager_stand_in_draws_while_n_compiles(tiny_run, monkeypatch):
+    _, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(cuda_graphs=True), CPU, warm_in_background=True)
+    release = threading.Event()
+    monkeypatch.setattr(FrameRenderer, "_warm", lambda self, key: release.wait(30))  # a warm-up that takes its time
+    controls, client = fake_controls(), FakeClient(run.scene.c2w[0].double().numpy())
+    gone, loop = run_loop(client, frames, controls, ViewerOptions(max_height=24, preview_scale=1, settle_seconds=0.05))
+    try:
+        assert wait_for(lambda: "eager while this N compiles" in controls.readout.content, 20)
+        release.set()
+        controls.version += 1
+        assert wait_for(lambda: "ms per frame" in controls.readout.content and "eager" not in controls.readout.content, 20)
+    finally:
+        release.set()
+        gone.set()
+        loop.join(10)
+
+
 def test_while_training_a_still_view_is_drawn_again(tiny_run):
     """refresh_seconds: the full-size frame of a still camera is drawn again (the weights change while training)."""
     _, run_dir = tiny_run
