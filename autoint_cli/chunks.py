@@ -2,7 +2,7 @@
 import logging
 import math
 import os
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -17,37 +17,44 @@ def chunk_slices(n: int, chunk: int) -> List[slice]:
     return [slice(start, min(start + chunk, n)) for start in range(0, n, chunk)]
 
 
-def render_chunks(render: Callable[[Rays], RenderOutput], rays: Rays, chunk: int, same_size: bool = False) -> RenderOutput:
-    """Renders a batch of rays in chunks of at most ``chunk`` rays and joins the outputs (weights are dropped).
+def render_chunks(render: Callable[..., RenderOutput], rays: Rays, chunk: int, same_size: bool = False,
+                  per_ray: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
+    """Renders a batch of rays in chunks of at most ``chunk`` rays and joins the outputs (weights are dropped unless
+    ``keep_weights``: then every ray must have as many as the others).
 
     n rays take ⌈n / chunk⌉ chunks of equal size ⌈n / count⌉, so that little
     is padded; the last is padded to that size by repeating its final ray, so
     that the renderer sees one shape only (compiled networks and CUDA graphs
     need a fixed shape). The padding is cut off again. ``same_size``: every
     chunk has exactly ``chunk`` rays, whatever n is, so that batches of
-    varying n still meet one shape (more is padded).
+    varying n still meet one shape (more is padded). ``per_ray`` [*rays]: a
+    value for each ray, cut into the same chunks and passed as
+    ``render(rays, values)`` (a section window's first section).
     """
     flat = rays.reshape(-1)
+    values = None if per_ray is None else per_ray.reshape(-1)
     n = flat.shape[0]
     size = chunk if same_size else math.ceil(n / math.ceil(n / chunk)) if n > chunk else n
+    names = JOINED + ("weights",) if keep_weights else JOINED
     parts = []
     for start in range(0, n, size):
         stop = min(start + size, n)
         index = torch.arange(start, start + size, device=flat.origins.device).clamp(max=n - 1)
-        out = render(flat[index])
+        out = render(flat[index]) if values is None else render(flat[index], values[index])
         # Copied out at once: a CUDA-graph renderer reuses its output memory on the next chunk.
-        parts.append(RenderOutput(*(getattr(out, name)[: stop - start].clone() for name in JOINED), weights=torch.empty(0)))
+        parts.append({name: getattr(out, name)[: stop - start].clone() for name in names})
     return join_outputs(parts, rays.shape)
 
 
-# The outputs that join_outputs keeps (weights differ in length from ray to ray of a batch and are dropped).
+# The outputs every chunk keeps (weights only when asked: a batch's rays may have different numbers of them).
 JOINED = ("rgb", "acc", "depth")
 
 
-def join_outputs(parts: List[RenderOutput], shape: torch.Size) -> RenderOutput:
-    """Outputs of consecutive pieces of a flat batch, [n_i, C] each, joined in order and reshaped to [*shape, C]."""
-    joined = [torch.cat([getattr(part, name) for part in parts], 0) for name in JOINED]
-    return RenderOutput(*(x.reshape(*shape, x.shape[-1]) for x in joined), weights=torch.empty(0))
+def join_outputs(parts: List[Dict[str, torch.Tensor]], shape: torch.Size) -> RenderOutput:
+    """Outputs of consecutive pieces of a flat batch, each a dict of [n_i, C] tensors (rgb, acc, depth and maybe weights),
+    joined in order and reshaped to [*shape, C]; weights are empty unless every piece has them."""
+    joined = {name: torch.cat([part[name] for part in parts], 0).reshape(*shape, -1) for name in parts[0]}
+    return RenderOutput(joined["rgb"], joined["acc"], joined["depth"], joined.get("weights", torch.empty(0)))
 
 
 class ChunkSize:

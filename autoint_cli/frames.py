@@ -15,12 +15,19 @@ least a level, so that a trained scene's faint haze of the background's colour
 (common on white backgrounds) does not make every block count. What is smaller
 than a block and falls between its rays can be missed, so this is for the
 viewer only, never for ``autoint-render`` or ``autoint-eval``.
+
+Section windows (optional): the first pass's rays also say where along them
+their weight lies. A pixel whose 3 × 3 blocks' rays all carry their weight,
+but for half an 8-bit level at each end, within K consecutive sections is
+drawn on those K sections alone: Φ at K + 1 posts instead of N + 1, with the
+transmittance taken as 1 where the window starts. Like skipping, it can miss
+what lies between the first pass's rays (a thin thing in front of a surface).
 """
 import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +35,7 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from .data.camera_path import focal_from_fov, vertical_fov
-from .chunks import join_outputs, render_chunks
+from .chunks import JOINED, join_outputs, render_chunks
 from .media import to8b, turbo_depth
 from .rays import Intrinsics, Rays
 from .render import RenderOutput
@@ -47,6 +54,8 @@ EMPTY_BELOW = 1.0 / 255.0
 # The two sizes of the pieces a compiled or CUDA-graph renderer gets (see render_in_pieces): the bulk of a pass in large
 # pieces, which keep an H200 busy, and the rest in small ones, so that little is padded. Two shapes, whatever the view.
 PIECE_RAYS = (1 << 15, 1 << 13)
+# Weight a first-pass ray's section window may leave out at each end (see section_window): half an 8-bit level.
+WINDOW_LEFT_OUT = 0.5 / 255.0
 
 
 def c2w_from_viewer(wxyz, position) -> np.ndarray:
@@ -68,13 +77,19 @@ def viewer_intrinsics(fov: float, aspect: float, height: int) -> Intrinsics:
     return Intrinsics.from_focal(height, width, focal_from_fov(float(np.degrees(fov)), height))
 
 
+def _spread(blocks: torch.Tensor, shape: Tuple[int, int], block: int) -> torch.Tensor:
+    """Values [h, w] of the first pass's blocks (rays at rows and columns block/2, block/2 + block, …) -> [H, W]: each
+    pixel takes its block's."""
+    rows = (torch.arange(shape[0], device=blocks.device) // block).clamp(max=blocks.shape[0] - 1)
+    cols = (torch.arange(shape[1], device=blocks.device) // block).clamp(max=blocks.shape[1] - 1)
+    return blocks[rows[:, None], cols[None, :]]
+
+
 def occupied_pixels(seen: torch.Tensor, shape: Tuple[int, int], block: int) -> torch.Tensor:
     """Pixels [H, W] (bool) worth rendering, from what one ray per block (at rows and columns block/2, block/2 + block, ...)
     ``seen`` [h, w] (bool): those in a block that saw something, or next to one (3 × 3 blocks)."""
     near_seen = F.max_pool2d(seen.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
-    rows = (torch.arange(shape[0], device=seen.device) // block).clamp(max=seen.shape[0] - 1)
-    cols = (torch.arange(shape[1], device=seen.device) // block).clamp(max=seen.shape[1] - 1)
-    return near_seen[rows[:, None], cols[None, :]]
+    return _spread(near_seen, shape, block)
 
 
 def first_pass_seen(coarse: RenderOutput, background: torch.Tensor, by: str, empty_below: float) -> torch.Tensor:
@@ -85,39 +100,88 @@ def first_pass_seen(coarse: RenderOutput, background: torch.Tensor, by: str, emp
     return (coarse.rgb.float() - background.float()).abs().amax(-1) >= empty_below
 
 
-def render_in_pieces(renderer: Renderer, rays: Rays) -> RenderOutput:
+def section_window(weights: torch.Tensor, left_out: float = WINDOW_LEFT_OUT) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(first, last) [*rays] (long): the run of sections a ray needs, from its weights [*rays, N].
+
+    first = #{k : Σ_{j≤k} w_j ≤ left_out} and last = #{k : Σ_{j>k} w_j > left_out}: at most ``left_out`` of the weight
+    lies before ``first`` and at most that after ``last``. A ray with almost no weight can get first > last (it needs none).
+    """
+    before = weights.cumsum(-1)
+    after = before[..., -1:] - before
+    return (before <= left_out).sum(-1), (after > left_out).sum(-1)
+
+
+def pixel_windows(weights: torch.Tensor, shape: Tuple[int, int], block: int, kept: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(first section [H, W] (long), fits [H, W] (bool)) of each pixel's section window, from the first pass's weights
+    [h, w, N]: the sections its 3 × 3 blocks' rays need (:func:`section_window`), first to last; ``fits`` where those are at
+    most ``kept``, the window then starting at the first (moved back so that it ends by section N − 1)."""
+    first, last = section_window(weights.float())
+    first = -F.max_pool2d(-first.float()[None], 3, stride=1, padding=1)[0]
+    last = F.max_pool2d(last.float()[None], 3, stride=1, padding=1)[0]
+    start = first.clamp(max=weights.shape[-1] - kept).long()
+    return _spread(start, shape, block), _spread(last - first + 1 <= kept, shape, block)
+
+
+def _parts(out: RenderOutput, keep_weights: bool) -> Dict[str, torch.Tensor]:
+    names = JOINED + ("weights",) if keep_weights else JOINED
+    return {name: getattr(out, name) for name in names}
+
+
+def render_in_pieces(renderer: Renderer, rays: Rays, first: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
     """The rays [*rays] in pieces of exactly ``large`` rays and then, for what is left, of exactly ``small`` (the last one
     padded), where (large, small) are :data:`PIECE_RAYS` or the renderer's chunk if smaller: a compiled or CUDA-graph renderer
-    meets two shapes, whatever the number of rays. Weights are not kept."""
+    meets two shapes, whatever the number of rays. ``renderer`` may be a :class:`SectionWindows`, given each ray's
+    ``first`` section [*rays]. Weights are kept if asked for."""
     flat = rays.reshape(-1)
+    values = None if first is None else first.reshape(-1)
     chunk = renderer.measure_chunk(flat)
     large, small = (min(chunk, size) for size in PIECE_RAYS)
     bulk = flat.shape[0] - flat.shape[0] % large
-    parts = [render_chunks(renderer, flat[start:stop], size, same_size=True)
+    parts = [_parts(render_chunks(renderer, flat[start:stop], size, same_size=True, keep_weights=keep_weights,
+                                  per_ray=None if values is None else values[start:stop]), keep_weights)
              for start, stop, size in ((0, bulk, large), (bulk, flat.shape[0], small)) if stop > start]
     return join_outputs(parts, rays.shape)
 
 
-def _render(renderer: Renderer, rays: Rays, pieces: bool) -> RenderOutput:
-    return render_in_pieces(renderer, rays) if pieces else renderer.render(rays)
+def _render(renderer: Renderer, rays: Rays, pieces: bool, first: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
+    if pieces:
+        return render_in_pieces(renderer, rays, first, keep_weights)
+    if first is None and not keep_weights:
+        return renderer.render(rays)
+    return render_chunks(renderer, rays, renderer.measure_chunk(rays.reshape(-1)), per_ray=first, keep_weights=keep_weights)
 
 
 def first_pass(renderer: Renderer, rays: Rays, block: int, by: str, empty_below: float = EMPTY_BELOW,
-               pieces: bool = False) -> Tuple[RenderOutput, torch.Tensor]:
+               pieces: bool = False, keep_weights: bool = False) -> Tuple[RenderOutput, torch.Tensor]:
     """(the first pass's output [h, w], the pixels [H, W] (bool) worth rendering at full size) for the rays [H, W]: one ray
     per ``block`` × ``block`` pixels, judged by :func:`first_pass_seen` and spread by :func:`occupied_pixels`. ``pieces``:
     see :func:`render_in_pieces`."""
-    coarse = _render(renderer, rays[block // 2::block, block // 2::block], pieces)
+    coarse = _render(renderer, rays[block // 2::block, block // 2::block], pieces, keep_weights=keep_weights)
     return coarse, occupied_pixels(first_pass_seen(coarse, renderer.background, by, empty_below), tuple(rays.shape), block)
 
 
+def _pixel_groups(todo: torch.Tensor, fits: Optional[torch.Tensor]) -> List[torch.Tensor]:
+    """Flat indices of the pixels to render [H, W] (bool): [all] without windows; [those whose window fits, the others]
+    with. The one wait for the GPU in the full pass: how many there are (boolean indexing would wait once per use)."""
+    flat = todo.reshape(-1)
+    if fits is None:
+        return [flat.nonzero()[:, 0]]
+    group = torch.where(flat, torch.where(fits.reshape(-1), 0, 1), 2)
+    counts = torch.bincount(group, minlength=3).tolist()
+    order = torch.argsort(group, stable=True)
+    return [order[:counts[0]], order[counts[0]:counts[0] + counts[1]]]
+
+
 def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_below: float = EMPTY_BELOW,
-                          by: str = "acc", pieces: bool = False) -> RenderOutput:
+                          by: str = "acc", pieces: bool = False, window: Optional[int] = None) -> RenderOutput:
     """The rays [H, W] rendered where a first pass of one ray per ``block`` × ``block`` pixels sees something (by opacity
     or by colour: see :func:`first_pass_seen`), and next to it (:func:`occupied_pixels`); elsewhere rgb is the renderer's
     background, acc and depth 0. The first pass's own pixels are not rendered twice. ``pieces``: for compiled or CUDA-graph
-    renderers (see :func:`render_in_pieces`). Weights are not kept."""
-    coarse, mask = first_pass(renderer, rays, block, by, empty_below, pieces)
+    renderers (see :func:`render_in_pieces`). ``window`` K: a pixel whose 3 × 3 blocks' rays need at most K consecutive
+    sections (:func:`pixel_windows`) is rendered on those K only (K + 1 posts instead of N + 1). Weights are not kept."""
+    coarse, mask = first_pass(renderer, rays, block, by, empty_below, pieces, keep_weights=window is not None)
+    if window is not None and window >= coarse.weights.shape[-1]:
+        window = None  # a window of all N sections saves nothing
     own = (slice(block // 2, None, block),) * 2  # the pixels the first pass rendered
     kept = mask[own][..., None]
     images = []
@@ -128,12 +192,14 @@ def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_
         images.append(image)
     todo = mask.clone()
     todo[own] = False
-    # The one wait for the GPU in this pass: how many pixels to render (boolean indexing would wait once per use).
-    index = todo.reshape(-1).nonzero()[:, 0]
-    if index.numel():
-        hit = _render(renderer, rays.reshape(-1)[index], pieces)
-        for image, name in zip(images, ("rgb", "acc", "depth")):
-            image.view(-1, image.shape[-1]).index_copy_(0, index, getattr(hit, name).to(image.dtype))
+    first, fits = pixel_windows(coarse.weights, tuple(rays.shape), block, window) if window is not None else (None, None)
+    groups = _pixel_groups(todo, fits)
+    draws = [(renderer.window(window), first.reshape(-1)), (renderer, None)] if window is not None else [(renderer, None)]
+    for index, (draw, firsts) in zip(groups, draws):
+        if index.numel():
+            hit = _render(draw, rays.reshape(-1)[index], pieces, None if firsts is None else firsts[index])
+            for image, name in zip(images, ("rgb", "acc", "depth")):
+                image.view(-1, image.shape[-1]).index_copy_(0, index, getattr(hit, name).to(image.dtype))
     return RenderOutput(*images, weights=torch.empty(0))
 
 
@@ -141,11 +207,12 @@ class FrameRenderer:
     """Frames of one trained run for the viewer: a renderer per (N, renderer kind), kept once built."""
 
     def __init__(self, run: LoadedRun, settings: RenderSettings, device: torch.device, skip_block: int = 4,
-                 warm_in_background: bool = False):
+                 warm_in_background: bool = False, window: Optional[int] = None):
         """``warm_in_background``: a compiled or CUDA-graph renderer for an (N, kind) not drawn before is compiled and
         captured on a thread of its own while an eager renderer draws the frames (see :meth:`warming`); otherwise the
-        first frame waits for it."""
-        self.run, self.settings, self.device, self.skip_block = run, settings, device, skip_block
+        first frame waits for it. ``window`` K: frames that skip empty space render a pixel on K sections where that is
+        enough (see :func:`render_skipping_empty`)."""
+        self.run, self.settings, self.device, self.skip_block, self.window = run, settings, device, skip_block, window
         self.background = torch.tensor(run.scene.background, device=device)
         # Compiled and CUDA-graph renderers get rays in pieces of two sizes only: one compilation and capture each.
         self.pieces = settings.compile_mode is not None or settings.cuda_graphs
@@ -194,16 +261,11 @@ class FrameRenderer:
         start = time.perf_counter()
         try:
             renderer = self._build(key)
-            rays = self._warm_up_rays()
             with self._lock:  # measured between frames: their memory would count in its peak
-                chunk = renderer.measure_chunk(rays)
-            sizes = sorted({min(chunk, size) for size in PIECE_RAYS}, reverse=True)
-            pieces = [rays[torch.arange(size, device=rays.origins.device) % rays.shape[0]] for size in sizes]
-            for piece in pieces:
-                renderer.probe(piece)  # compiles; captures nothing
+                pieces = self._warm_up_pieces(renderer)
+            self._call_pieces(renderer, pieces, capture=False)  # compiles; captures nothing
             with self._lock:
-                for piece in pieces:
-                    renderer(piece)  # captures, if CUDA graphs are on
+                self._call_pieces(renderer, pieces, capture=True)
                 self._renderers[key] = renderer
         except Exception:  # the viewer keeps drawing with the eager stand-in
             logger.exception("N=%d (%s): the compiled renderer failed to warm up; frames stay eager", *key)
@@ -215,10 +277,34 @@ class FrameRenderer:
         scene = self.run.scene
         return scene.render_c2w[0].double().numpy(), viewer_intrinsics(np.radians(vertical_fov(scene.intrinsics)), scene.W / scene.H, height)
 
-    def _warm_up_rays(self) -> Rays:
-        """The flat rays of the first path view at the scene's size: what a background warm-up feeds a renderer."""
+    def _warm_up_pieces(self, renderer: Renderer) -> List[Rays]:
+        """Rays of the first path view at the scene's size, repeated to fill a piece of each size ``renderer`` takes."""
         c2w, camera = self._first_view(self.run.scene.H)
-        return view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera).reshape(-1)
+        rays = view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera).reshape(-1)
+        sizes = sorted({min(renderer.measure_chunk(rays), size) for size in PIECE_RAYS}, reverse=True)
+        return [rays[torch.arange(size, device=self.device) % rays.shape[0]] for size in sizes]
+
+    def _window_of(self, renderer: Renderer) -> Optional[int]:
+        """The section window frames of ``renderer`` use (None: all N sections)."""
+        n_sections = renderer.samples_per_ray - 1
+        usable = self.window is not None and renderer.settings.renderer == "integral" and self.window < n_sections
+        return self.window if usable else None
+
+    def _call_pieces(self, renderer: Renderer, pieces: List[Rays], capture: bool) -> None:
+        """``renderer``, and its section window if frames use one, once on each piece: compiling what is compiled, and with
+        ``capture`` through the CUDA graphs too (between frames: nothing else may use the GPU during a capture)."""
+        window = self._window_of(renderer)
+        windowed = renderer.window(window) if window is not None else None
+        for piece in pieces:
+            first = torch.zeros(piece.shape[0], dtype=torch.long, device=self.device)
+            if capture:
+                renderer(piece)
+                if windowed is not None:
+                    windowed(piece, first)
+            else:
+                renderer.probe(piece)
+                if windowed is not None:
+                    windowed.probe(piece, first)
 
     def warm_up(self, height: int) -> float:
         """Renders the scene's first path view, ``height`` lines high, once with and once without skipping, so that a
@@ -226,9 +312,11 @@ class FrameRenderer:
         a large piece's rays) before anyone waits for a frame; returns the seconds taken."""
         c2w, camera = self._first_view(height)
         start = time.perf_counter()
-        self.renderer(self.n_sections, "integral")  # built here, so these frames wait for it (no stand-in)
+        renderer = self.renderer(self.n_sections, "integral")  # built here, so these frames wait for it (no stand-in)
         for skip_empty in (True, False):
             self.render(c2w, camera, skip_empty=skip_empty)
+        with self._lock:  # both piece sizes, section windows included, whatever this view needed
+            self._call_pieces(renderer, self._warm_up_pieces(renderer), capture=True)
         return time.perf_counter() - start
 
     def render(self, c2w: np.ndarray, camera: Intrinsics, output: str = "rgb", n_sections: Optional[int] = None,
@@ -243,7 +331,8 @@ class FrameRenderer:
         renderer, pieces = self._drawing((n_sections or self.n_sections, kind))
         rays = view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera)
         if skip_empty:  # the colour view skips haze of the background's colour; the opacity and depth views show it
-            out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc", pieces=pieces)
+            out = render_skipping_empty(renderer, rays, self.skip_block, by="rgb" if output == "rgb" else "acc", pieces=pieces,
+                                        window=self._window_of(renderer))
         else:
             out = _render(renderer, rays, pieces)
         if output == "depth":

@@ -116,11 +116,26 @@ def render_training(
     return composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
 
 
-def render_integral(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, n_sections: Optional[int] = None) -> RenderOutput:
-    """The integral renderer: Φ at the N + 1 posts, section means by differences (float32)."""
+def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:
+    """Sections first, …, first + kept − 1 of each ray: posts [*rays, N + 1] and ``first`` [*rays] (integer, at most
+    N − kept) -> posts [*rays, kept + 1]."""
+    index = first[..., None].long() + torch.arange(kept + 1, device=first.device)
+    return Sections(sections.posts.gather(-1, index))
+
+
+def render_integral(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, n_sections: Optional[int] = None,
+                    first: Optional[Tensor] = None, kept: Optional[int] = None) -> RenderOutput:
+    """The integral renderer: Φ at the N + 1 posts, section means by differences (float32).
+
+    With ``first`` [*rays] and ``kept``, a window of each ray's (resampled) sections: Φ at only the kept + 1 posts of
+    sections first … first + kept − 1 (:func:`window_sections`), composited from a transmittance of 1 at the first. What
+    the window leaves out is left out of the colour: for rays whose weight lies inside it (the viewer's section windows).
+    """
     sections = sections_fn(rays)
     if n_sections is not None:
         sections = resample_sections(sections, n_sections)
+    if first is not None:
+        sections = window_sections(sections, first, kept)
     values = phi(rays, sections.posts)  # [*rays, N+1, 4], float32 or wider
     # Differences of Φ over short sections cancel most digits: keep them in Φ's precision.
     posts = sections.posts.to(values.dtype)

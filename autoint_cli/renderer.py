@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -85,6 +85,7 @@ class Renderer:
         self._chunk_fn = chunk_fn if settings.compile_mode is None else compile_module(chunk_fn, settings.compile_mode, padding=False)
         self._graphs = self._cuda_graphs() if settings.cuda_graphs else None
         self._chunk: Optional[ChunkSize] = None if settings.chunk is None else ChunkSize(settings.chunk)
+        self._windows: Dict[int, SectionWindows] = {}
         # Network evaluations per ray: Φ at the N + 1 posts, or the grad networks at K samples.
         self.samples_per_ray = (settings.n_sections or model.config.n_sections) + 1 if settings.renderer == "integral" else settings.n_samples
         # A generous bound on the live float32 values of one evaluation of each field network (its input features and a few
@@ -108,10 +109,11 @@ class Renderer:
         self.fused = fuse and not why
         phi = functools.partial(RadianceField.evaluate, evaluators)
 
-        def render(rays: Rays) -> RenderOutput:
+        def render(rays: Rays, first: Optional[Tensor] = None, kept: Optional[int] = None) -> RenderOutput:
             with autocast(s.precision, self.device):
-                return render_integral(phi, model.sections, rays, self.background, s.n_sections)
+                return render_integral(phi, model.sections, rays, self.background, s.n_sections, first, kept)
 
+        self._integral_fn = render
         return render
 
     def _cuda_graphs(self) -> Optional[CudaGraphs]:
@@ -143,6 +145,14 @@ class Renderer:
         with torch.no_grad(), matmul_precision(self.settings.precision):
             return self._chunk_fn(rays)
 
+    def window(self, kept: int) -> "SectionWindows":
+        """This renderer on ``kept`` of each ray's N sections, from a first section given per ray (integral renderers)."""
+        if self.settings.renderer != "integral" or not 0 < kept:
+            raise ValueError(f"section windows: the integral renderer and kept > 0, not {self.settings.renderer} and {kept}")
+        if kept not in self._windows:
+            self._windows[kept] = SectionWindows(self, kept)
+        return self._windows[kept]
+
     @property
     def chunk(self) -> Optional[int]:
         """The chunk size in use (None until measured)."""
@@ -158,6 +168,43 @@ class Renderer:
         """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after out-of-memory."""
         self.measure_chunk(rays)
         return self._chunk.render(self, rays)
+
+
+class SectionWindows:
+    """A :class:`Renderer`'s integral render of ``kept`` sections per ray, from a first section given per ray
+    (``first`` [n_rays]; see :func:`~autoint_cli.render.render_integral`): compiled and replayed as CUDA graphs as the
+    renderer's settings say, in the renderer's chunks. Build through :meth:`Renderer.window`."""
+
+    def __init__(self, renderer: Renderer, kept: int):
+        self.renderer, self.kept = renderer, kept
+        self.background = renderer.background
+        integral = renderer._integral_fn
+
+        def render(rays: Rays, first: Tensor) -> RenderOutput:
+            return integral(rays, first, kept)
+
+        mode = renderer.settings.compile_mode
+        self._fn = render if mode is None else compile_module(render, mode, padding=False)
+        self._graphs = None
+        if renderer.settings.cuda_graphs and renderer.device.type == "cuda":
+            self._graphs = CudaGraphs(lambda origins, directions, near, far, first: self._fn(Rays(origins, directions, near, far), first),
+                                      renderer.device)
+
+    def __call__(self, rays: Rays, first: Tensor) -> RenderOutput:
+        """One chunk: rays [n_rays], first [n_rays]. With CUDA graphs the output is overwritten by the next call."""
+        with torch.no_grad(), matmul_precision(self.renderer.settings.precision):
+            if self._graphs is not None:
+                return self._graphs(rays.origins, rays.directions, rays.near, rays.far, first)
+            return self._fn(rays, first)
+
+    def probe(self, rays: Rays, first: Tensor) -> RenderOutput:
+        """As a call, but never through a CUDA graph (a warm-up compiles this way, capturing nothing)."""
+        with torch.no_grad(), matmul_precision(self.renderer.settings.precision):
+            return self._fn(rays, first)
+
+    def measure_chunk(self, rays: Rays) -> int:
+        """The renderer's chunk: a window evaluates fewer posts per ray, so it fits as well."""
+        return self.renderer.measure_chunk(rays)
 
 
 def render_settings(speed: SpeedConfig, run_precision: str, **choice) -> RenderSettings:

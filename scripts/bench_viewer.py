@@ -182,13 +182,15 @@ def frames_main(args) -> dict:
     device = bench_device()
     run = load_run(Path(args.expdir), device)
     speed = SpeedConfig(precision=args.precision, compile=args.compile, fused_mlp=True, cuda_graphs=args.cuda_graphs)
-    frames = FrameRenderer(run, render_settings(speed, run.config.run.precision, n_sections=args.n_sections), device, args.block)
+    frames = FrameRenderer(run, render_settings(speed, run.config.run.precision, n_sections=args.n_sections), device, args.block,
+                           window=args.window_sections or None)
     width, height = (int(v) for v in args.resolution.split("x"))
     fov = vertical_fov(run.scene.intrinsics)
     poses = run.scene.render_c2w.double().numpy()
     result = {"device": device_label(device), "torch": torch.__version__, "expdir": args.expdir, "step": run.step,
               "resolution": args.resolution, "n_sections": args.n_sections, "precision": frames.settings.precision,
-              "compile": args.compile, "cuda_graphs": args.cuda_graphs, "block": args.block, "send_hz": args.send_hz, "runs": []}
+              "compile": args.compile, "cuda_graphs": args.cuda_graphs, "block": args.block,
+              "window_sections": args.window_sections, "send_hz": args.send_hz, "runs": []}
     result["warm_up_seconds"] = frames.warm_up(height) if frames.pieces else 0.0
     camera = viewer_intrinsics(np.radians(fov), width / height, height)
     result["direct"] = {skip: direct_render_ms(frames, poses, camera, skip == "on") for skip in args.skip_empty}
@@ -262,6 +264,7 @@ def parse(argv=None):
     frames.add_argument("--cuda_graphs", action="store_true", help="replay each chunk shape as a CUDA graph (as autoint-view --cuda_graphs)")
     frames.add_argument("--skip_empty", nargs="+", choices=("on", "off"), default=["on", "off"])
     frames.add_argument("--block", type=int, default=4, help="pixels a side of the first pass's blocks when skipping (default 4)")
+    frames.add_argument("--window_sections", type=int, default=0, help="as autoint-view --window_sections (default 0: all N)")
     frames.add_argument("--send_hz", type=float, default=240.0, help="camera messages per second (faster than frames come)")
     frames.add_argument("--warmup", type=float, default=5.0, help="seconds of dragging before timing (the renderer is compiled and "
                         "captured before that, as autoint-view does)")

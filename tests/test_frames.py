@@ -14,8 +14,8 @@ from autoint_cli.cli import render_main
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.data.poses import spherical_pose
 import autoint_cli.frames as frames_module
-from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, c2w_from_viewer, occupied_pixels, render_in_pieces, render_skipping_empty,
-                                viewer_from_c2w, viewer_intrinsics)
+from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, c2w_from_viewer, occupied_pixels, pixel_windows, render_in_pieces,
+                                render_skipping_empty, section_window, viewer_from_c2w, viewer_intrinsics)
 from autoint_cli.rays import Intrinsics, camera_rays
 from autoint_cli.render import RenderOutput
 from autoint_cli.renderer import RenderSettings
@@ -146,6 +146,24 @@ def test_without_compiling_there_is_nothing_to_warm_up(tiny_run):
     assert list(frames._renderers) == [(3, "integral")] and not frames._warming and not frames._stand_ins
 
 
+def test_section_windows_in_a_trained_runs_frames_and_its_warm_up(tiny_run):
+    """FrameRenderer(window=K): the warm-up also calls the section window at both piece sizes (so that a compiled or CUDA-
+    graph one is ready), and a skipped frame with windows is the skipped frame without them, to a level."""
+    _, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(cuda_graphs=True, n_sections=8), CPU, window=3)
+    frames.warm_up(12)
+    assert list(frames._renderers[(8, "integral")]._windows) == [3]
+    plain = FrameRenderer(run, RenderSettings(n_sections=8), CPU)
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), 1.0, 24)
+    for view in (0, 1):
+        pose = run.scene.c2w[view].double().numpy()
+        windowed, _ = frames.render(pose, camera, skip_empty=True)
+        skipped, _ = plain.render(pose, camera, skip_empty=True)
+        assert np.abs(windowed.astype(int) - skipped.astype(int)).max() <= 1
+    assert frames._window_of(frames.renderer(3, "integral")) is None  # a window of 3 of N = 3 saves nothing
+
+
 def test_frames_are_drawn_one_at_a_time_whichever_thread_asks(tiny_run, monkeypatch):
     """Two browsers' draw loops call render at once; a CUDA-graph renderer shares its input buffers, so frames must not overlap."""
     _, run_dir = tiny_run
@@ -263,6 +281,88 @@ def test_the_skipped_render_keeps_to_two_shapes(monkeypatch):
     # The first pass's 576 rays in 6 small pieces, then the needed ones, padded by less than a small piece.
     assert sphere.calls[:6] == [100] * 6 and needed <= sum(sphere.calls[6:]) < needed + 100
     torch.testing.assert_close(skipped.rgb, SphereRenderer(radius=0.8).render(rays).rgb, rtol=0, atol=0)
+
+
+class SectionedSphere(SphereRenderer):
+    """The sphere with N equal sections of each ray's [near, far]: its opacity is the weight of the section of the first
+    hit. ``window(K)`` renders sections first … first + K − 1 only (a hit outside them is missed); rays drawn that way are
+    counted in ``windowed``."""
+
+    def __init__(self, radius, n_sections=8):
+        super().__init__(radius)
+        self.n_sections, self.windowed = n_sections, []
+
+    def render(self, rays, first=None, kept=None):
+        out = SphereRenderer.render(self, rays)
+        t = out.depth / out.acc.clamp_min(1e-12)
+        section = ((t - rays.near) / (rays.far - rays.near) * self.n_sections).floor().long().clamp(0, self.n_sections - 1)[..., 0]
+        weights = torch.nn.functional.one_hot(section, self.n_sections).double() * out.acc
+        if first is None:
+            return RenderOutput(out.rgb, out.acc, out.depth, weights)
+        self.windowed.append(kept)
+        acc = out.acc * ((section >= first) & (section < first + kept))[..., None]
+        window = first[:, None] + torch.arange(kept)
+        return RenderOutput(acc * self.colour + (1 - acc) * self.background, acc, acc * t, weights.gather(-1, window))
+
+    __call__ = render
+
+    def window(self, kept):
+        return SphereWindow(self, kept)
+
+
+class SphereWindow:
+    """A :class:`SectionedSphere` on ``kept`` sections, called as a Renderer's section window: (rays, first)."""
+
+    def __init__(self, sphere, kept):
+        self.sphere, self.kept = sphere, kept
+
+    def measure_chunk(self, rays):
+        return self.sphere.measure_chunk(rays)
+
+    def __call__(self, rays, first):
+        return self.sphere.render(rays, first, self.kept)
+
+
+def test_a_section_window_leaves_out_at_most_half_a_level_at_each_end():
+    weights = torch.tensor([[0.0, 0.001, 0.6, 0.3, 0.001, 0.0],   # sections 2 and 3
+                            [0.1] * 6,                              # all of them
+                            [0.0] * 6,                              # none: first 6, last 0
+                            [0.3, 0.0, 0.0, 0.0, 0.0, 0.4]])        # the ends: all of them
+    first, last = section_window(weights, left_out=0.0015)
+    assert first.tolist() == [2, 0, 6, 0] and last.tolist() == [3, 5, 0, 5]
+    first, last = section_window(weights[:1], left_out=0.0005)
+    assert (first.item(), last.item()) == (1, 4)
+
+
+def test_a_pixels_window_spans_what_its_three_by_three_blocks_need():
+    weights = torch.zeros(3, 3, 6)
+    weights[1, 1, 2:4] = 0.5  # the centre block's ray needs sections 2 and 3
+    weights[2, 2, 4] = 0.9  # a corner's, section 4
+    first, fits = pixel_windows(weights, (12, 12), 4, kept=2)
+    assert first.shape == fits.shape == (12, 12)
+    assert (first[0, 0].item(), fits[0, 0].item()) == (2, True)  # the top-left block sees the centre only
+    assert (first[11, 11].item(), fits[11, 11].item()) == (2, False)  # the bottom-right one sees 2 … 4: three sections
+    first, fits = pixel_windows(weights, (12, 12), 4, kept=3)
+    assert fits.all() and first[11, 11].item() == 2
+    first, _ = pixel_windows(torch.zeros(3, 3, 6), (12, 12), 4, kept=2)
+    assert (first == 4).all()  # nothing needed: the last window that fits
+
+
+def test_pixels_drawn_on_a_window_of_sections_are_those_of_all_of_them():
+    """The sectioned sphere's hits lie in sections 2 and 3 of 8: with windows of 2 sections every rendered pixel is drawn on
+    its window (3 posts instead of 9), and the frame is the full one."""
+    rays = sphere_view(96)
+    full = SectionedSphere(radius=0.8).render(rays)
+    sphere = SectionedSphere(radius=0.8)
+    windowed = render_skipping_empty(sphere, rays, block=4, by="rgb", window=2)
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(windowed, name), getattr(full, name), rtol=0, atol=0)
+    assert sphere.windowed and set(sphere.windowed) == {2}
+    assert sphere.calls[0] == 24 * 24 and len(sphere.calls) == 2  # the first pass, then the windowed pixels: none drawn on all 8
+    narrow = SectionedSphere(radius=0.8)
+    one = render_skipping_empty(narrow, rays, block=4, by="rgb", window=1)
+    assert len(narrow.calls) == 3 and narrow.calls[2] < narrow.calls[1]  # where 2 and 3 meet, pixels take all 8 sections
+    torch.testing.assert_close(one.rgb, full.rgb, rtol=0, atol=0)
 
 
 def test_what_falls_between_the_first_pass_rays_is_not_seen():

@@ -183,6 +183,29 @@ def test_every_trainable_parameter_gets_a_gradient_and_only_output_biases_are_fr
     assert missing == []
 
 
+def test_a_window_of_sections_renders_what_lies_inside_it():
+    """render_integral with ``first``/``kept`` on the exactly integrable field: where each ray's sections outside its window
+    are empty (raw σ < 0), the window's K + 1 posts give the colour, opacity and depth of all N + 1; what lies outside is
+    left out (a dense section before a window no longer dims it)."""
+    model, rays = piecewise_model(n_rays=6, n_sections=8, seed=5)
+    first, kept = torch.tensor([0, 1, 2, 3, 4, 5]), 3
+    k = torch.arange(8)
+    inside = (k >= first[:, None]) & (k < first[:, None] + kept)
+    values = model.field.values
+    values[..., 0] = torch.where(inside, values[..., 0].abs() + 0.5, torch.full_like(values[..., 0], -1.0))
+    background = torch.tensor([1.0, 0.5, 0.0], dtype=F64)
+    full = render_integral(model.field.integral, model.sections, rays, background)
+    windowed = render_integral(model.field.integral, model.sections, rays, background, first=first, kept=kept)
+    assert windowed.weights.shape == (6, kept)
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(windowed, name), getattr(full, name), rtol=0, atol=1e-12)
+    values[1:, :, 0] = torch.where(k == first[1:, None] - 1, 3.0, values[1:, :, 0])  # a dense section just before the window
+    dimmed = render_integral(model.field.integral, model.sections, rays, background)
+    assert (dimmed.rgb[1:] - full.rgb[1:]).abs().amax() > 1e-3
+    again = render_integral(model.field.integral, model.sections, rays, background, first=first, kept=kept)
+    torch.testing.assert_close(again.rgb, windowed.rgb, rtol=0, atol=1e-12)
+
+
 def test_render_chunks_equals_one_pass():
     model = small_model()
     rays = random_rays(n=20)

@@ -45,6 +45,24 @@ def test_plain_renderers_equal_the_render_functions():
     torch.testing.assert_close(out.rgb, quadrature.rgb, rtol=0, atol=0)
 
 
+def test_a_renderers_section_window_is_render_integral_on_that_window():
+    """Renderer.window(K): the renderer's own settings (here fp32, eager) on K sections from a first one per ray; a window of
+    all N sections from the first is the whole render."""
+    model, rays, background = _setup(torch.device("cpu"))
+    renderer = Renderer(model, background, RenderSettings(n_sections=4))
+    first = torch.arange(300) % 3
+    with torch.no_grad():
+        expected = render_integral(model.field.integral, model.sections, rays, background, 4, first=first, kept=2)
+    window = renderer.window(2)
+    assert renderer.window(2) is window and window.measure_chunk(rays) == renderer.measure_chunk(rays)
+    torch.testing.assert_close(window(rays, first).rgb, expected.rgb, rtol=0, atol=0)
+    torch.testing.assert_close(window.probe(rays, first).depth, expected.depth, rtol=0, atol=0)
+    whole = renderer.window(4)(rays, torch.zeros(300, dtype=torch.long))
+    torch.testing.assert_close(whole.rgb, renderer(rays).rgb, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="section windows: the integral renderer"):
+        Renderer(model, background, RenderSettings(renderer="quadrature", n_samples=8)).window(2)
+
+
 def test_renderers_of_one_model_do_not_change_it_or_each_other():
     """A fused bf16 renderer built after a float32 one leaves the model, and the float32 renderer's frames, as they were."""
     model, rays, background = _setup()

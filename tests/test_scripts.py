@@ -175,3 +175,17 @@ def test_bench_viewer_counts_the_frames_a_client_gets(tmp_path):
     assert result["direct"]["on"]["median"] > 0 and result["direct"]["off"]["median"] > 0
     bad = run("scripts/bench_viewer.py", "frames", "--expdir", str(tmp_path), "--resolution", "24")
     assert bad.returncode == 2 and "--resolution 24: expected WxH" in bad.stderr
+
+
+
+def test_study_section_windows_reports_each_view_and_k(tiny_run):
+    _, run_dir = tiny_run
+    proc = run("scripts/study_section_windows.py", "--expdir", str(run_dir), "--height", "24", "--views", "0", "1",
+               "--kept", "2", "8", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = result["views"]["0"] + result["views"]["1"]
+    assert [row["sections_kept"] for row in rows] == [2, 8, 2, 8]
+    # K = N: no window saves anything, so none is used and the frame is the same.
+    assert all(row["max_diff_levels"] == 0 and row["posts_vs_all"] == pytest.approx(1.0) for row in rows[1::2])
+    assert all(0 <= row["share_windowed"] <= 1 and row["posts_vs_all"] <= 1 for row in rows)
