@@ -162,6 +162,10 @@ def test_viewer_errors_are_one_line(tiny_run, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:  # argparse's own one line
         view_main(["--expdir", str(run_dir), "--compile", "true", "--compile_mode", "reduce-overhead", "--cuda_graphs", "true"])
     assert exit_.value.code == 2 and "--cuda_graphs: --compile_mode reduce-overhead replays CUDA graphs of its own" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        view_main(["--expdir", str(run_dir), "--window_sections", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and "--window_sections" in err and "Traceback" not in err
     monkeypatch.setitem(sys.modules, "viser", None)
     assert view_main(["--expdir", str(run_dir)]) == 2
     assert capsys.readouterr().err.strip() == "autoint-view: error: autoint-view needs viser: pip install -e '.[viewer]' (or pip install viser)"
@@ -210,3 +214,20 @@ def test_training_with_the_viewer_serves_the_page_and_ends_cleanly(tmp_path, cap
         assert train_main(["--config", str(write_config(tmp_path, scene, extra))]) == 2
         assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
         assert not (tmp_path / "logs" / "other").exists()
+
+
+def test_autoint_view_hands_its_frames_the_window_and_the_background_warm_up(tiny_run, monkeypatch):
+    import autoint_cli.viewer as viewer_module
+
+    _, run_dir = tiny_run
+    served = []
+
+    def stop_at_start(frames, *args, **kwargs):
+        served.append(frames)
+        raise KeyboardInterrupt  # instead of serving forever
+
+    monkeypatch.setattr(viewer_module, "start_viewer", stop_at_start)
+    assert view_main(["--expdir", str(run_dir), "--port", str(free_port()), "--window_sections", "3"]) == 130
+    assert served[0].window == 3 and served[0].warm_in_background is False  # nothing compiled on the CPU: nothing to warm
+    assert view_main(["--expdir", str(run_dir), "--port", str(free_port()), "--compile", "true"]) == 130
+    assert served[1].window is None and served[1].warm_in_background
