@@ -35,19 +35,23 @@ def render_chunks(render: Callable[..., RenderOutput], rays: Rays, chunk: int, s
     values = None if per_ray is None else per_ray.reshape(-1)
     n = flat.shape[0]
     size = chunk if same_size else math.ceil(n / math.ceil(n / chunk)) if n > chunk else n
-    names = JOINED + ("weights",) if keep_weights else JOINED
     parts = []
     for start in range(0, n, size):
         stop = min(start + size, n)
         index = torch.arange(start, start + size, device=flat.origins.device).clamp(max=n - 1)
         out = render(flat[index]) if values is None else render(flat[index], values[index])
         # Copied out at once: a CUDA-graph renderer reuses its output memory on the next chunk.
-        parts.append({name: getattr(out, name)[: stop - start].clone() for name in names})
+        parts.append({name: value[: stop - start].clone() for name, value in output_parts(out, keep_weights).items()})
     return join_outputs(parts, rays.shape)
 
 
 # The outputs every chunk keeps (weights only when asked: a batch's rays may have different numbers of them).
 JOINED = ("rgb", "acc", "depth")
+
+
+def output_parts(out: RenderOutput, keep_weights: bool = False) -> Dict[str, torch.Tensor]:
+    """The outputs of a piece that :func:`join_outputs` joins, by name: :data:`JOINED`, and the weights if asked for."""
+    return {name: getattr(out, name) for name in JOINED + (("weights",) if keep_weights else ())}
 
 
 def join_outputs(parts: List[Dict[str, torch.Tensor]], shape: torch.Size) -> RenderOutput:

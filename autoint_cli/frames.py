@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from .data.camera_path import focal_from_fov, vertical_fov
-from .chunks import JOINED, join_outputs, render_chunks
+from .chunks import join_outputs, output_parts, render_chunks
 from .media import to8b, turbo_depth
 from .rays import Intrinsics, Rays
 from .render import RenderOutput
@@ -122,11 +122,6 @@ def pixel_windows(weights: torch.Tensor, shape: Tuple[int, int], block: int, kep
     return _spread(start, shape, block), _spread(last - first + 1 <= kept, shape, block)
 
 
-def _parts(out: RenderOutput, keep_weights: bool) -> Dict[str, torch.Tensor]:
-    names = JOINED + ("weights",) if keep_weights else JOINED
-    return {name: getattr(out, name) for name in names}
-
-
 def render_in_pieces(renderer: Renderer, rays: Rays, first: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
     """The rays [*rays] in pieces of exactly ``large`` rays and then, for what is left, of exactly ``small`` (the last one
     padded), where (large, small) are :data:`PIECE_RAYS` or the renderer's chunk if smaller: a compiled or CUDA-graph renderer
@@ -137,7 +132,7 @@ def render_in_pieces(renderer: Renderer, rays: Rays, first: Optional[torch.Tenso
     chunk = renderer.measure_chunk(flat)
     large, small = (min(chunk, size) for size in PIECE_RAYS)
     bulk = flat.shape[0] - flat.shape[0] % large
-    parts = [_parts(render_chunks(renderer, flat[start:stop], size, same_size=True, keep_weights=keep_weights,
+    parts = [output_parts(render_chunks(renderer, flat[start:stop], size, same_size=True, keep_weights=keep_weights,
                                   per_ray=None if values is None else values[start:stop]), keep_weights)
              for start, stop, size in ((0, bulk, large), (bulk, flat.shape[0], small)) if stop > start]
     return join_outputs(parts, rays.shape)

@@ -5,11 +5,12 @@ layer-by-layer evaluators of Φ, the compiled chunk function, the chunk size)
 and never changes the model it was given: several renderers of one model,
 fused and not, compiled and not, can be used side by side.
 """
+import contextlib
 import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -61,6 +62,13 @@ class RenderSettings:
 
     def replace(self, **changes) -> "RenderSettings":
         return dataclasses.replace(self, **changes)
+
+
+@contextlib.contextmanager
+def inference(precision: str) -> Iterator[None]:
+    """A renderer's call: no gradients, the matrix precision of ``precision`` (:func:`~autoint_cli.fastpath.matmul_precision`)."""
+    with torch.no_grad(), matmul_precision(precision):
+        yield
 
 
 class Renderer:
@@ -135,14 +143,14 @@ class Renderer:
     def __call__(self, rays: Rays) -> RenderOutput:
         """One chunk of rays [n_rays] in one call (compiled renderers keep one shape: see :func:`~autoint_cli.chunks.render_chunks`).
         With CUDA graphs the output is overwritten by the next call: copy out what is kept."""
-        with torch.no_grad(), matmul_precision(self.settings.precision):
+        with inference(self.settings.precision):
             if self._graphs is not None:
                 return self._graphs(rays.origins, rays.directions, rays.near, rays.far)
             return self._chunk_fn(rays)
 
     def probe(self, rays: Rays) -> RenderOutput:
         """As a call, but never through a CUDA graph: measuring memory, nothing is captured."""
-        with torch.no_grad(), matmul_precision(self.settings.precision):
+        with inference(self.settings.precision):
             return self._chunk_fn(rays)
 
     def window(self, kept: int) -> "SectionWindows":
@@ -177,7 +185,6 @@ class SectionWindows:
 
     def __init__(self, renderer: Renderer, kept: int):
         self.renderer, self.kept = renderer, kept
-        self.background = renderer.background
         integral = renderer._integral_fn
 
         def render(rays: Rays, first: Tensor) -> RenderOutput:
@@ -192,14 +199,14 @@ class SectionWindows:
 
     def __call__(self, rays: Rays, first: Tensor) -> RenderOutput:
         """One chunk: rays [n_rays], first [n_rays]. With CUDA graphs the output is overwritten by the next call."""
-        with torch.no_grad(), matmul_precision(self.renderer.settings.precision):
+        with inference(self.renderer.settings.precision):
             if self._graphs is not None:
                 return self._graphs(rays.origins, rays.directions, rays.near, rays.far, first)
             return self._fn(rays, first)
 
     def probe(self, rays: Rays, first: Tensor) -> RenderOutput:
         """As a call, but never through a CUDA graph (a warm-up compiles this way, capturing nothing)."""
-        with torch.no_grad(), matmul_precision(self.renderer.settings.precision):
+        with inference(self.renderer.settings.precision):
             return self._fn(rays, first)
 
     def measure_chunk(self, rays: Rays) -> int:
