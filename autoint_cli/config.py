@@ -241,7 +241,7 @@ class ViewConfig:
     skip_empty: bool = _help("at first, render at full size only where a 4x smaller first pass sees something, the background "
                              "elsewhere (a checkbox on the page turns it off; details smaller than 4 pixels can be missed)", default=True)
     window_sections: int = _help("when skipping empty space, draw a pixel on only this many consecutive sections where the first "
-                                 "pass's rays around it need no more (0: always all N)", minimum=0, default=0)
+                                 "pass's rays around it need no more (0: always all N)", minimum=0, default=4)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from bench_common import bench_device, device_label
 
-from autoint_cli.config import SpeedConfig
+from autoint_cli.config import SpeedConfig, ViewConfig
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.data.poses import spherical_pose
 from autoint_cli.frames import FrameRenderer, first_pass, viewer_from_c2w, viewer_intrinsics
@@ -264,7 +264,8 @@ def parse(argv=None):
     frames.add_argument("--cuda_graphs", action="store_true", help="replay each chunk shape as a CUDA graph (as autoint-view --cuda_graphs)")
     frames.add_argument("--skip_empty", nargs="+", choices=("on", "off"), default=["on", "off"])
     frames.add_argument("--block", type=int, default=4, help="pixels a side of the first pass's blocks when skipping (default 4)")
-    frames.add_argument("--window_sections", type=int, default=0, help="as autoint-view --window_sections (default 0: all N)")
+    frames.add_argument("--window_sections", type=int, default=ViewConfig.window_sections,
+                        help=f"as autoint-view --window_sections (default {ViewConfig.window_sections}; 0: all N)")
     frames.add_argument("--send_hz", type=float, default=240.0, help="camera messages per second (faster than frames come)")
     frames.add_argument("--warmup", type=float, default=5.0, help="seconds of dragging before timing (the renderer is compiled and "
                         "captured before that, as autoint-view does)")

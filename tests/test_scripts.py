@@ -189,3 +189,17 @@ def test_study_section_windows_reports_each_view_and_k(tiny_run):
     # K = N: no window saves anything, so none is used and the frame is the same.
     assert all(row["max_diff_levels"] == 0 and row["posts_vs_all"] == pytest.approx(1.0) for row in rows[1::2])
     assert all(0 <= row["share_windowed"] <= 1 and row["posts_vs_all"] <= 1 for row in rows)
+
+
+def test_check_viewer_frames_compares_and_hands_over_a_new_n(tiny_run):
+    """The viewer's frames against plain ones, and a new N warmed up in the background (CUDA graphs ask for it; on the CPU
+    the handed-over renderer draws as the stand-in did, so the frames agree exactly)."""
+    _, run_dir = tiny_run
+    proc = run("scripts/check_viewer_frames.py", "--expdir", str(run_dir), "--height", "24", "--n_sections", "4",
+               "--new_n", "3", "--window_sections", "2", "--precision", "fp32", "--cuda_graphs", "--every", "4", "--timeout", "120")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["against_plain"]["views"] >= 1 and result["against_plain"]["psnr_min"] > 20
+    handed = result["new_n_frames"]
+    assert handed["n_sections"] == 3 and not handed["still_warming"] and handed["ms_after_median"] > 0
+    assert handed["after_vs_stand_in"]["max_diff_levels"] == 0

@@ -230,4 +230,6 @@ def test_autoint_view_hands_its_frames_the_window_and_the_background_warm_up(tin
     assert view_main(["--expdir", str(run_dir), "--port", str(free_port()), "--window_sections", "3"]) == 130
     assert served[0].window == 3 and served[0].warm_in_background is False  # nothing compiled on the CPU: nothing to warm
     assert view_main(["--expdir", str(run_dir), "--port", str(free_port()), "--compile", "true"]) == 130
-    assert served[1].window is None and served[1].warm_in_background
+    assert served[1].window == 4 and served[1].warm_in_background  # windows of 4 sections unless told otherwise
+    assert view_main(["--expdir", str(run_dir), "--port", str(free_port()), "--window_sections", "0"]) == 130
+    assert served[2].window is None
