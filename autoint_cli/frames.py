@@ -20,8 +20,10 @@ Section windows (optional): the first pass's rays also say where along them
 their weight lies. A pixel whose 3 × 3 blocks' rays all carry their weight,
 but for half an 8-bit level at each end, within K consecutive sections is
 drawn on those K sections alone: Φ at K + 1 posts instead of N + 1, with the
-transmittance taken as 1 where the window starts. Like skipping, it can miss
-what lies between the first pass's rays (a thin thing in front of a surface).
+transmittance taken as 1 where the window starts. An empty ray among the nine
+means no window: past a silhouette the pixel may see farther than any of them.
+Like skipping, it can miss what lies between the first pass's rays (a thin
+thing in front of a surface).
 """
 import logging
 import threading
@@ -114,8 +116,12 @@ def section_window(weights: torch.Tensor, left_out: float = WINDOW_LEFT_OUT) -> 
 def pixel_windows(weights: torch.Tensor, shape: Tuple[int, int], block: int, kept: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(first section [H, W] (long), fits [H, W] (bool)) of each pixel's section window, from the first pass's weights
     [h, w, N]: the sections its 3 × 3 blocks' rays need (:func:`section_window`), first to last; ``fits`` where those are at
-    most ``kept``, the window then starting at the first (moved back so that it ends by section N − 1)."""
+    most ``kept``, the window then starting at the first (moved back so that it ends by section N − 1). A ray that needs
+    no section counts as needing all N: next to a silhouette, a pixel between an empty ray and an occluded one can see
+    something farther that neither ray sees."""
     first, last = section_window(weights.float())
+    empty = first > last
+    first, last = first.masked_fill(empty, 0), last.masked_fill(empty, weights.shape[-1] - 1)
     first = -F.max_pool2d(-first.float()[None], 3, stride=1, padding=1)[0]
     last = F.max_pool2d(last.float()[None], 3, stride=1, padding=1)[0]
     start = first.clamp(max=weights.shape[-1] - kept).long()
@@ -198,6 +204,26 @@ def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_
     return RenderOutput(*images, weights=torch.empty(0))
 
 
+class TurnLock:
+    """A lock taken in the order it was asked for. threading.Lock is not fair: a draw loop that takes it again at once
+    can keep a warm-up thread waiting for it frame after frame."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._next_ticket = self._serving = 0
+
+    def __enter__(self) -> "TurnLock":
+        with self._changed:
+            ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+            self._changed.wait_for(lambda: self._serving == ticket)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._changed:
+            self._serving += 1
+            self._changed.notify_all()
+
+
 class FrameRenderer:
     """Frames of one trained run for the viewer: a renderer per (N, renderer kind), kept once built."""
 
@@ -215,8 +241,9 @@ class FrameRenderer:
         self._renderers: Dict[Tuple[int, str], Renderer] = {}
         self._stand_ins: Dict[Tuple[int, str], Renderer] = {}
         self._warming: Dict[Tuple[int, str], threading.Thread] = {}
-        # One frame at a time, whichever browser asks: a CUDA-graph renderer replays from one set of input buffers.
-        self._lock = threading.Lock()
+        # One frame at a time, whichever browser asks: a CUDA-graph renderer replays from one set of input buffers. Taken
+        # in turn, so that a warm-up waiting to capture between two frames gets its turn while frames keep coming.
+        self._lock = TurnLock()
 
     @property
     def n_sections(self) -> int:

@@ -8,13 +8,14 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from autoint_cli.cli import render_main
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.data.poses import spherical_pose
 import autoint_cli.frames as frames_module
-from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, c2w_from_viewer, occupied_pixels, pixel_windows, render_in_pieces,
+from autoint_cli.frames import (EMPTY_BELOW, FrameRenderer, TurnLock, c2w_from_viewer, occupied_pixels, pixel_windows, render_in_pieces,
                                 render_skipping_empty, section_window, viewer_from_c2w, viewer_intrinsics)
 from autoint_cli.rays import Intrinsics, camera_rays
 from autoint_cli.render import RenderOutput
@@ -323,6 +324,41 @@ class SphereWindow:
         return self.sphere.render(rays, first, self.kept)
 
 
+class PeekingPast(SectionedSphere):
+    """A 32 x 32 view looking down −z, rows by ray: rows 14 on meet something near (section 1 of 8, red); rows 11 to 13, a
+    thin band between the first pass's rows 10 and 14, see something far past its edge (section 6, green); above, nothing."""
+
+    def render(self, rays, first=None, kept=None):
+        self.calls.append(rays.shape.numel())
+        row = (16 - 32 * rays.directions[..., 1] / -rays.directions[..., 2]).round()
+        section = torch.where(row >= 14, 1, torch.where(row >= 11, 6, -1)).long()
+        hit = section >= 0
+        if first is not None:
+            self.windowed.append(kept)
+            hit = hit & (section >= first) & (section < first + kept)
+        colour = torch.where((section == 1)[..., None], torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0])).double()
+        acc = hit.double()[..., None]
+        weights = torch.nn.functional.one_hot(section.clamp_min(0), self.n_sections).double() * acc
+        if first is not None:
+            weights = weights.gather(-1, first[:, None] + torch.arange(kept))
+        depth = acc * (rays.near + (section[..., None] + 0.5) / self.n_sections * (rays.far - rays.near))
+        return RenderOutput(acc * colour + (1 - acc) * self.background, acc, depth, weights)
+
+    __call__ = render
+
+
+def test_what_peeks_past_a_silhouette_is_not_left_out_by_a_window():
+    """Pixels between an empty first-pass ray and one that stops near can see farther than either: no window there."""
+    rays = camera_rays(torch.eye(4, dtype=torch.float64)[:3], Intrinsics.from_focal(32, 32, 32.0), 2.0, 6.0)
+    full = PeekingPast(radius=1.0).render(rays)
+    assert full.acc[11:14, :, 0].bool().all() and not full.acc[10, :, 0].bool().any()  # the band is there, between rows 10 and 14
+    field = PeekingPast(radius=1.0)
+    windowed = render_skipping_empty(field, rays, block=4, by="rgb", window=2)
+    assert field.windowed == [2]  # pixels well below the edge still take a window of 2
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(windowed, name), getattr(full, name), rtol=0, atol=0)
+
+
 def test_a_section_window_leaves_out_at_most_half_a_level_at_each_end():
     weights = torch.tensor([[0.0, 0.001, 0.6, 0.3, 0.001, 0.0],   # sections 2 and 3
                             [0.1] * 6,                              # all of them
@@ -336,16 +372,27 @@ def test_a_section_window_leaves_out_at_most_half_a_level_at_each_end():
 
 def test_a_pixels_window_spans_what_its_three_by_three_blocks_need():
     weights = torch.zeros(3, 3, 6)
-    weights[1, 1, 2:4] = 0.5  # the centre block's ray needs sections 2 and 3
-    weights[2, 2, 4] = 0.9  # a corner's, section 4
+    weights[..., 2] = 0.8  # every block's ray needs section 2
+    weights[1, 1, 2:4] = 0.5  # the centre block's ray sections 2 and 3
+    weights[2, 2, 2], weights[2, 2, 4] = 0.0, 0.9  # a corner's, section 4
     first, fits = pixel_windows(weights, (12, 12), 4, kept=2)
     assert first.shape == fits.shape == (12, 12)
     assert (first[0, 0].item(), fits[0, 0].item()) == (2, True)  # the top-left block sees the centre only
     assert (first[11, 11].item(), fits[11, 11].item()) == (2, False)  # the bottom-right one sees 2 … 4: three sections
     first, fits = pixel_windows(weights, (12, 12), 4, kept=3)
     assert fits.all() and first[11, 11].item() == 2
-    first, _ = pixel_windows(torch.zeros(3, 3, 6), (12, 12), 4, kept=2)
-    assert (first == 4).all()  # nothing needed: the last window that fits
+    first, fits = pixel_windows(torch.zeros(3, 3, 6), (12, 12), 4, kept=5)
+    assert (first == 0).all() and not fits.any()  # rays that need nothing count as needing all 6 sections
+
+
+def test_a_pixel_next_to_an_empty_ray_gets_no_window():
+    """Between an empty ray and one that meets something near, a pixel can see something farther that neither ray sees
+    (past the near thing's silhouette): such pixels are drawn on all N sections."""
+    weights = torch.zeros(4, 4, 8)
+    weights[2:, :, 1] = 0.9  # the lower half's rays meet something in section 1; the upper half's are empty
+    _, fits = pixel_windows(weights, (16, 16), 4, kept=2)
+    assert not fits[:12].any()  # blocks whose 3 x 3 neighbourhood holds an empty ray
+    assert fits[12:].all()  # the bottom row's blocks see only section 1
 
 
 def test_pixels_drawn_on_a_window_of_sections_are_those_of_all_of_them():
@@ -358,10 +405,16 @@ def test_pixels_drawn_on_a_window_of_sections_are_those_of_all_of_them():
     for name in ("rgb", "acc", "depth"):
         torch.testing.assert_close(getattr(windowed, name), getattr(full, name), rtol=0, atol=0)
     assert sphere.windowed and set(sphere.windowed) == {2}
-    assert sphere.calls[0] == 24 * 24 and len(sphere.calls) == 2  # the first pass, then the windowed pixels: none drawn on all 8
+    # The first pass, the pixels whose 3 x 3 blocks' rays all hit (on their window), then the rest next to the silhouette.
+    hit = full.acc[2::4, 2::4, 0] > 0
+    inside = torch.kron(-F.max_pool2d(-hit.double()[None], 3, stride=1, padding=1)[0], torch.ones(4, 4, dtype=torch.float64)).bool()
+    todo = occupied_pixels(hit, (96, 96), 4)
+    todo[2::4, 2::4] = False
+    assert sphere.calls == [24 * 24, int((todo & inside).sum()), int((todo & ~inside).sum())] and sphere.calls[1] > 0
     narrow = SectionedSphere(radius=0.8)
     one = render_skipping_empty(narrow, rays, block=4, by="rgb", window=1)
-    assert len(narrow.calls) == 3 and narrow.calls[2] < narrow.calls[1]  # where 2 and 3 meet, pixels take all 8 sections
+    # Where sections 2 and 3 meet, pixels that fit a window of 2 take all 8 sections with windows of 1.
+    assert len(narrow.calls) == 3 and narrow.calls[1] < sphere.calls[1] and sum(narrow.calls[1:]) == sum(sphere.calls[1:])
     torch.testing.assert_close(one.rgb, full.rgb, rtol=0, atol=0)
 
 
@@ -374,3 +427,28 @@ def test_what_falls_between_the_first_pass_rays_is_not_seen():
     assert float(tiny.render(rays[2::4, 2::4]).acc.sum()) == 0  # the first pass's rays pass it by
     skipped = render_skipping_empty(tiny, rays, block=4)
     assert float(skipped.acc.sum()) == 0
+
+
+def test_the_frame_lock_gives_a_waiting_thread_its_turn_while_frames_keep_coming():
+    """A draw loop that takes the lock again at once: a thread that asks for it meanwhile gets it within two frames, ten
+    times out of ten (a plain threading.Lock often kept it waiting for over a hundred such frames on this machine)."""
+    lock = TurnLock()
+    for _ in range(10):
+        asked, frames_before, count = threading.Event(), [], 0
+
+        def warm_up():
+            asked.set()
+            with lock:
+                frames_before.append(count)
+
+        thread = threading.Thread(target=warm_up)
+        start = time.perf_counter()
+        while not frames_before and time.perf_counter() - start < 10:
+            with lock:
+                if count == 1:
+                    thread.start()
+                    asked.wait()
+                time.sleep(0.002)  # a frame's wait for the GPU, the GIL released
+                count += 1
+        thread.join()
+        assert frames_before and frames_before[0] - 2 <= 2, frames_before
