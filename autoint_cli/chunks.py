@@ -67,12 +67,14 @@ class ChunkSize:
     def __init__(self, rays: int):
         self.rays = rays
 
-    def render(self, render: Callable[[Rays], RenderOutput], rays: Rays) -> RenderOutput:
-        """render_chunks, retried with half the chunk after an out-of-memory error (said once per halving)."""
+    def render(self, render: Callable[..., RenderOutput], rays: Rays, per_ray: Optional[torch.Tensor] = None,
+               keep_weights: bool = False) -> RenderOutput:
+        """render_chunks (``per_ray``, ``keep_weights`` as there), retried with half the chunk after an out-of-memory error
+        (said once per halving)."""
         while True:
             try:
                 with torch.no_grad():
-                    return render_chunks(render, rays, self.rays)
+                    return render_chunks(render, rays, self.rays, per_ray=per_ray, keep_weights=keep_weights)
             except torch.cuda.OutOfMemoryError:
                 if self.rays <= 1:
                     raise

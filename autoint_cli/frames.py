@@ -147,9 +147,9 @@ def render_in_pieces(renderer: Renderer, rays: Rays, first: Optional[torch.Tenso
 def _render(renderer: Renderer, rays: Rays, pieces: bool, first: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
     if pieces:
         return render_in_pieces(renderer, rays, first, keep_weights)
-    if first is None and not keep_weights:
-        return renderer.render(rays)
-    return render_chunks(renderer, rays, renderer.measure_chunk(rays.reshape(-1)), per_ray=first, keep_weights=keep_weights)
+    if first is None:
+        return renderer.render(rays, keep_weights=keep_weights)
+    return renderer.render(rays, first)  # a section window (whose weights are never kept)
 
 
 def first_pass(renderer: Renderer, rays: Rays, block: int, by: str, empty_below: float = EMPTY_BELOW,

@@ -172,10 +172,16 @@ class Renderer:
             self._chunk = ChunkSize(measure_chunk(self.probe, rays, self.device, self.samples_per_ray))
         return self._chunk.rays
 
-    def render(self, rays: Rays) -> RenderOutput:
-        """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after out-of-memory."""
-        self.measure_chunk(rays)
-        return self._chunk.render(self, rays)
+    def render(self, rays: Rays, keep_weights: bool = False) -> RenderOutput:
+        """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after
+        out-of-memory. Weights [*rays, samples_per_ray − 1] are kept if asked for."""
+        return self.render_chunked(self, rays, keep_weights=keep_weights)
+
+    def render_chunked(self, render: Callable[..., RenderOutput], rays: Rays, **options) -> RenderOutput:
+        """``render`` (this renderer, or one of its section windows) over rays [*rays] in this renderer's chunks, halved
+        after out-of-memory; ``options`` as :meth:`ChunkSize.render`'s."""
+        self.measure_chunk(rays.reshape(-1))
+        return self._chunk.render(render, rays, **options)
 
 
 class SectionWindows:
@@ -212,6 +218,10 @@ class SectionWindows:
     def measure_chunk(self, rays: Rays) -> int:
         """The renderer's chunk: a window evaluates fewer posts per ray, so it fits as well."""
         return self.renderer.measure_chunk(rays)
+
+    def render(self, rays: Rays, first: Tensor) -> RenderOutput:
+        """Rays of any shape [*rays] from their first sections [*rays], in the renderer's chunks (halved after out-of-memory)."""
+        return self.renderer.render_chunked(self, rays, per_ray=first)
 
 
 def render_settings(speed: SpeedConfig, run_precision: str, **choice) -> RenderSettings:

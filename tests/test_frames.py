@@ -212,7 +212,7 @@ class SphereRenderer:
     def measure_chunk(self, rays):
         return self.chunk or 1 << 30
 
-    def render(self, rays):
+    def render(self, rays, keep_weights=False):  # weights are those of the output, kept or not
         self.calls.append(rays.shape.numel())
         d = rays.directions / rays.directions.norm(dim=-1, keepdim=True)
         b = (rays.origins * d).sum(-1, keepdim=True)
@@ -293,7 +293,7 @@ class SectionedSphere(SphereRenderer):
         super().__init__(radius)
         self.n_sections, self.windowed = n_sections, []
 
-    def render(self, rays, first=None, kept=None):
+    def render(self, rays, first=None, kept=None, keep_weights=False):
         out = SphereRenderer.render(self, rays)
         t = out.depth / out.acc.clamp_min(1e-12)
         section = ((t - rays.near) / (rays.far - rays.near) * self.n_sections).floor().long().clamp(0, self.n_sections - 1)[..., 0]
@@ -323,12 +323,14 @@ class SphereWindow:
     def __call__(self, rays, first):
         return self.sphere.render(rays, first, self.kept)
 
+    render = __call__  # all the rays at once, as a SectionWindows' render
+
 
 class PeekingPast(SectionedSphere):
     """A 32 x 32 view looking down −z, rows by ray: rows 14 on meet something near (section 1 of 8, red); rows 11 to 13, a
     thin band between the first pass's rows 10 and 14, see something far past its edge (section 6, green); above, nothing."""
 
-    def render(self, rays, first=None, kept=None):
+    def render(self, rays, first=None, kept=None, keep_weights=False):
         self.calls.append(rays.shape.numel())
         row = (16 - 32 * rays.directions[..., 1] / -rays.directions[..., 2]).round()
         section = torch.where(row >= 14, 1, torch.where(row >= 11, 6, -1)).long()

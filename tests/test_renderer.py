@@ -63,6 +63,39 @@ def test_a_renderers_section_window_is_render_integral_on_that_window():
         Renderer(model, background, RenderSettings(renderer="quadrature", n_samples=8)).window(2)
 
 
+def test_a_windowed_or_weighted_render_of_many_rays_halves_its_chunk_after_out_of_memory(monkeypatch, caplog):
+    """Renderer.render(keep_weights=True) and SectionWindows.render: the renderer's chunks, halved for good when a chunk runs
+    out of memory (simulated above 64 rays; 300 rays go in equal chunks: 150, 100, 60), with the same output."""
+    model, rays, background = _setup(torch.device("cpu"))
+    renderer = Renderer(model, background, RenderSettings(n_sections=4, chunk=256))
+    first = torch.arange(300) % 3
+    whole, windowed = renderer(rays), renderer.window(2)(rays, first)
+    integral, window_fn = renderer._chunk_fn, renderer.window(2)._fn
+    sizes = []
+
+    def picky(fn):
+        def render(rays, *args):
+            sizes.append(rays.shape[0])
+            if rays.shape[0] > 64:
+                raise torch.cuda.OutOfMemoryError("simulated")
+            return fn(rays, *args)
+        return render
+
+    monkeypatch.setattr(renderer, "_chunk_fn", picky(integral))
+    monkeypatch.setattr(renderer.window(2), "_fn", picky(window_fn))
+    with caplog.at_level(logging.WARNING):
+        weighted = renderer.render(rays.reshape(20, 15), keep_weights=True)
+    assert renderer.chunk == 64 and sizes[:3] == [150, 100, 60] and weighted.weights.shape == (20, 15, 4)
+    torch.testing.assert_close(weighted.rgb.reshape(300, 3), whole.rgb, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(weighted.weights.sum(-1).reshape(300, 1), whole.acc, rtol=1e-5, atol=1e-5)
+    sizes.clear()
+    renderer._chunk.rays = 256  # as if it had not run out yet
+    out = renderer.window(2).render(rays, first)
+    assert renderer.chunk == 64 and sizes[:3] == [150, 100, 60]
+    torch.testing.assert_close(out.rgb, windowed.rgb, rtol=1e-6, atol=1e-6)
+    assert caplog.text.count("retrying with chunk") == 4
+
+
 def test_renderers_of_one_model_do_not_change_it_or_each_other():
     """A fused bf16 renderer built after a float32 one leaves the model, and the float32 renderer's frames, as they were."""
     model, rays, background = _setup()
