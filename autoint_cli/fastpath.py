@@ -5,6 +5,7 @@ behind as a global setting: :func:`precision_context` turns TF32 on or off for
 CUDA matrix products and enters bf16 autocast, then restores what was there.
 """
 import contextlib
+import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, Tuple
 
@@ -23,18 +24,39 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
 
 
+# The TF32 flags are process-wide, but bodies of matmul_precision can overlap on threads (training and its viewer, a
+# renderer compiling while another draws). What each open body asked for, in the order they opened, and the flags from
+# before the first: an ending body hands the flags to the latest one still open, and the last one restores them.
+_TF32_LOCK = threading.Lock()
+_TF32_OPEN: "OrderedDict[object, bool]" = OrderedDict()
+_TF32_BEFORE = [(False, False)]
+
+
+def _set_tf32(matmul: bool, cudnn: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
 @contextlib.contextmanager
 def matmul_precision(precision: str) -> Iterator[None]:
-    """TF32 for CUDA float32 matrix products inside the body when ``precision`` is tf32 or bf16; the flags are restored on exit."""
+    """TF32 for CUDA float32 matrix products inside the body when ``precision`` is tf32 or bf16; the flags are restored once
+    no body is open (bodies open on other threads at once share the flags: the latest opened sets them)."""
     check_precision(precision)
-    tf32 = precision in ("tf32", "bf16")
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    tf32, token = precision in ("tf32", "bf16"), object()
+    with _TF32_LOCK:
+        if not _TF32_OPEN:
+            _TF32_BEFORE[0] = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        _TF32_OPEN[token] = tf32
+        _set_tf32(tf32, tf32)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        with _TF32_LOCK:
+            del _TF32_OPEN[token]
+            if _TF32_OPEN:
+                latest = next(reversed(_TF32_OPEN.values()))
+                _set_tf32(latest, latest)
+            else:
+                _set_tf32(*_TF32_BEFORE[0])
 
 
 def autocast(precision: str, device: torch.device):
