@@ -44,6 +44,7 @@ from autoint_cli.config import SpeedConfig, ViewConfig
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.data.poses import spherical_pose
 from autoint_cli.frames import FrameRenderer, first_pass, viewer_from_c2w, viewer_intrinsics
+from autoint_cli.metrics import psnr
 from autoint_cli.renderer import render_settings
 from autoint_cli.run_loader import load_run
 from autoint_cli.viewer import FrameLog, ViewerOptions, start_viewer
@@ -139,10 +140,8 @@ def skipped_quality(frames: FrameRenderer, poses: np.ndarray, camera, n_sections
         skipped, _ = frames.render(c2w, camera, n_sections=n_sections, skip_empty=True)
         rays = view_rays(frames.run.scene, torch.as_tensor(c2w, dtype=torch.float32), frames.device, camera)
         shares.append(float(first_pass(renderer, rays, frames.skip_block, "rgb", pieces=frames.pieces)[1].float().mean()))
-        diff = full.astype(np.float64) - skipped.astype(np.float64)
-        mse = float(np.mean((diff / 255.0) ** 2))
-        psnrs.append(float("inf") if mse == 0 else -10 * np.log10(mse))
-        worst = max(worst, int(np.abs(diff).max()))
+        psnrs.append(psnr(skipped / 255.0, full / 255.0))
+        worst = max(worst, int(np.abs(full.astype(np.int64) - skipped.astype(np.int64)).max()))
     return {"psnr_min": min(psnrs), "psnr_mean": float(np.mean([min(p, 100.0) for p in psnrs])), "max_abs_diff": worst,
             "rendered_share_mean": float(np.mean(shares))}
 

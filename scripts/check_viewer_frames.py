@@ -27,15 +27,15 @@ from bench_common import bench_device, device_label
 from autoint_cli.config import SpeedConfig, ViewConfig
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.frames import FrameRenderer, viewer_intrinsics
+from autoint_cli.metrics import psnr
 from autoint_cli.renderer import render_settings
 from autoint_cli.run_loader import load_run
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
     """PSNR (dB) and largest difference (levels) of two uint8 images."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean((diff / 255.0) ** 2))
-    return {"psnr": float("inf") if mse == 0 else float(-10 * np.log10(mse)), "max_diff_levels": int(np.abs(diff).max())}
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return {"psnr": psnr(a / 255.0, b / 255.0), "max_diff_levels": int(np.abs(a - b).max())}
 
 
 def against_plain(frames: FrameRenderer, plain: FrameRenderer, poses: np.ndarray, camera) -> dict:

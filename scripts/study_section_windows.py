@@ -26,13 +26,11 @@ import torch
 
 from autoint_cli.data.camera_path import vertical_fov
 from autoint_cli.frames import first_pass, pixel_windows, render_skipping_empty, viewer_intrinsics
+from autoint_cli.media import to8b
+from autoint_cli.metrics import psnr
 from autoint_cli.renderer import Renderer, RenderSettings
 from autoint_cli.run_loader import load_run
 from autoint_cli.views import timed, view_rays
-
-
-def eight_bit(rgb: torch.Tensor) -> np.ndarray:
-    return (rgb.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy().astype(np.float64)
 
 
 def study_view(renderer: Renderer, rays, args) -> List[Dict]:
@@ -41,18 +39,17 @@ def study_view(renderer: Renderer, rays, args) -> List[Dict]:
     todo = mask.clone()
     todo[(slice(args.block // 2, None, args.block),) * 2] = False
     out, skipped_ms = timed(lambda: render_skipping_empty(renderer, rays, args.block, by="rgb"), rays.origins.device)
-    skipped = eight_bit(out.rgb)
+    skipped = to8b(out.rgb).astype(np.float64)
     rows = []
     for kept in args.kept:
         _, fits = pixel_windows(coarse.weights, tuple(rays.shape), args.block, kept)
         share = float((fits & todo).sum()) / max(1, int(todo.sum()))
         out, windowed_ms = timed(lambda: render_skipping_empty(renderer, rays, args.block, by="rgb", window=kept), rays.origins.device)
-        windowed = eight_bit(out.rgb)
-        mse = float(np.mean(((windowed - skipped) / 255.0) ** 2))
+        windowed = to8b(out.rgb).astype(np.float64)
         rows.append({"sections_kept": kept, "pixels_in_full_pass": float(todo.float().mean()), "share_windowed": share,
                      "posts_vs_all": (share * (kept + 1) + (1 - share) * (args.n_sections + 1)) / (args.n_sections + 1),
                      "max_diff_levels": int(np.abs(windowed - skipped).max()),
-                     "psnr_vs_unwindowed": float("inf") if mse == 0 else float(-10 * np.log10(mse)),
+                     "psnr_vs_unwindowed": psnr(windowed / 255.0, skipped / 255.0),
                      "ms_unwindowed": skipped_ms, "ms_windowed": windowed_ms})
     return rows
 
