@@ -123,6 +123,8 @@ class RunConfig:
     precrop_frac: float = _help("the central crop's share of the height and width", default=0.5)
     raw_noise_std: float = _help("deviation of Gaussian noise added to each section's raw density while training (NeRF's regulariser)",
                                  minimum=0, default=0.0)
+    random_bkgd: bool = _help("train on a random background colour per ray: pixels are composited again on it by their alpha (opaque "
+                              "pixels stay as they are) and rendered over it, so density in empty space is never free", default=False)
     viewer: bool = _help("serve autoint-view's page on 127.0.0.1:viewer_port while training, drawn from the current weights "
                          "(each browser at most twice a second)", default=False)
     viewer_port: int = _help("port of the training viewer's page", minimum=1, default=7007)

@@ -9,7 +9,7 @@ import numpy as np
 from ..rays import Intrinsics
 from .images import composite, read_split, resize_area
 from .poses import circle_path
-from .scene import Scene, SceneError, as_indices, as_tensor
+from .scene import Scene, SceneError, alpha_of, as_indices, as_tensor
 
 SPLITS = ("train", "val", "test")
 # The nerf_synthetic objects sit inside a sphere of radius ~1.5 seen from radius 4.
@@ -152,4 +152,5 @@ def load_blender(
         ndc=False,
         background=background,
         bound=BLENDER_BOUND,
+        alpha=alpha_of(rgba),
     )

@@ -27,7 +27,7 @@ import numpy as np
 from ..rays import Intrinsics
 from .blender import frame_image_path, frame_intrinsics, frame_pose, read_transforms
 from .images import composite, read_image, with_alpha
-from .scene import Scene, SceneError, as_indices, as_tensor
+from .scene import Scene, SceneError, alpha_of, as_indices, as_tensor
 
 # Camera models this loader reads, and the distortion keys of each.
 CAMERA_MODELS = {"PINHOLE": (), "OPENCV": ("k1", "k2", "p1", "p2")}
@@ -133,11 +133,12 @@ def load_nerfstudio(datadir, white_bkgd: bool = False, holdout: int = 8) -> Scen
     transform, scale = normalizing_transform(raw)
     c2w = apply_transform(raw, transform, scale)
     background = (1.0, 1.0, 1.0) if white_bkgd else (0.0, 0.0, 0.0)
-    rgb = composite(np.stack(images), background)
+    rgba = np.stack(images)
+    rgb = composite(rgba, background)
     train, val, test = _splits(meta, names, holdout, path)
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
     far = float(np.linalg.norm(c2w[:, None, :3, 3] - corners[None], axis=-1).max())
     return Scene(name=datadir.name, images=as_tensor(rgb), c2w=as_tensor(c2w), intrinsics=camera, near=NEAR, far=far,
                  i_train=as_indices(train), i_val=as_indices(val), i_test=as_indices(test), render_c2w=as_tensor(c2w[train]),
-                 ndc=False, background=background, bound=1.0)
+                 ndc=False, background=background, bound=1.0, alpha=alpha_of(rgba))
 

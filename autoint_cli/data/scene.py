@@ -1,6 +1,6 @@
 """The Scene dataclass every loader returns, and the error a loader raises for bad data."""
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +32,8 @@ class Scene:
         background: the RGB colour behind the scene (white or black for Blender).
         bound: half the side of an origin-centred cube holding the content that rays cross (in NDC: 1), for
             models that store features on a grid.
+        alpha: float32 [n, H, W, 1] the images' opacity before compositing, or None where every pixel is opaque (photos).
+            Training with a random background per ray (``random_bkgd``) composites the pixels again with it.
     """
 
     name: str
@@ -47,10 +49,12 @@ class Scene:
     ndc: bool = False
     background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     bound: float = 1.0
+    alpha: Optional[Tensor] = None
 
     def __post_init__(self):
         n = self.images.shape[0]
         assert self.images.shape == (n, self.H, self.W, 3), self.images.shape
+        assert self.alpha is None or self.alpha.shape == (n, self.H, self.W, 1), self.alpha.shape
         assert self.c2w.shape == (n, 3, 4), self.c2w.shape
         assert self.render_c2w.shape[1:] == (3, 4), self.render_c2w.shape
         assert self.near < self.far, (self.near, self.far)
@@ -89,6 +93,13 @@ class Scene:
 
 def as_tensor(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def alpha_of(rgba: np.ndarray) -> Optional[Tensor]:
+    """The alpha channel of [n, H, W, 4] images as float32 [n, H, W, 1], or None when there is none or every pixel is opaque."""
+    if rgba.shape[-1] != 4 or bool((rgba[..., 3] >= 1.0).all()):
+        return None
+    return as_tensor(rgba[..., 3:])
 
 
 def as_indices(indices) -> Tensor:

@@ -70,7 +70,7 @@ class Training:
             logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",
                         dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)
         self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist,
-                                   run.precrop_iters, run.precrop_frac, run.raw_noise_std)
+                                   run.precrop_iters, run.precrop_frac, run.raw_noise_std, run.random_bkgd)
         self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
         self.last_saved = self.state.resumed_from
         self.last: Optional[StepResult] = None

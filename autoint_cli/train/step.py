@@ -36,6 +36,8 @@ class Batch:
         jitter: [n_rays, n_sections, samples_per_section] the samples' offsets in their strata, in [0, 1).
         n_total: rays of the whole step over all processes (the loss is a mean over these).
         sigma_noise: [n_rays, n_sections] noise added to the sections' raw mean density (``raw_noise_std``), or None.
+        background: [n_rays, 3] each ray's own background colour (``random_bkgd``; ``target`` is composited on it), or None:
+            the scene's.
     """
 
     rays: Rays
@@ -43,6 +45,7 @@ class Batch:
     jitter: Tensor
     n_total: int
     sigma_noise: Optional[Tensor] = None
+    background: Optional[Tensor] = None
 
 
 class StepInterrupted(Exception):
@@ -77,13 +80,25 @@ class BatchSampler:
     not the empty border, so the field does not settle on empty space).
     With ``raw_noise_std`` > 0 each section's raw density also gets Gaussian
     noise of that deviation (NeRF's regulariser against floaters).
+    With ``random_bkgd`` each ray gets a background colour b drawn uniformly
+    from [0, 1]³ and its pixel is composited again on it by its alpha α:
+    target = image + (1 − α)(b − scene background). Against one fixed
+    background, density of that very colour in empty space costs nothing
+    (white fog on Blender scenes); against a random one it always does.
     """
 
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
-                 precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0):
+                 precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False):
         self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
         self.views = scene.i_train.to(device)
         self.images = scene.images.to(device)
+        self.random_bkgd = random_bkgd
+        self.scene_background = torch.tensor(scene.background, device=device)
+        # 1 − α of the training views (the others stay 0: they are never drawn), indexed like the images.
+        self.transparency = None
+        if random_bkgd and scene.alpha is not None:
+            self.transparency = torch.zeros(scene.alpha.shape, device=device)
+            self.transparency[self.views] = 1 - scene.alpha[scene.i_train].to(device)
         self.c2w = scene.c2w.to(device)
         self.jitter_shape = (n_rays, n_sections, samples_per_section)
         self.local = dist.split(n_rays)
@@ -106,7 +121,13 @@ class BatchSampler:
         if self.raw_noise_std > 0:
             noise = self.raw_noise_std * torch.randn(self.jitter_shape[:2], generator=generator, device=self.device)[self.local]
         rays = pixel_rays(self.c2w[views], rows, cols, self.scene.intrinsics, self.scene.near, self.scene.far, self.scene.ndc)
-        return Batch(rays, self.images[views, rows, cols], jitter, self.n_rays, noise)
+        target, background = self.images[views, rows, cols], None
+        if self.random_bkgd:
+            # Drawn after the jitter and the noise, so that a run without it draws the very batches it drew before.
+            background = torch.rand((self.n_rays, 3), generator=generator, device=self.device)[self.local]
+            if self.transparency is not None:
+                target = target + self.transparency[views, rows, cols] * (background - self.scene_background)
+        return Batch(rays, target, jitter, self.n_rays, noise, background)
 
 
 class TrainingLoss(nn.Module):
@@ -114,8 +135,8 @@ class TrainingLoss(nn.Module):
 
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
-    a compiled graph guards on shapes only) and returns Σ (rgb − target)² over
-    the sub-batch: [].
+    a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
+    with a colour per ray) and returns Σ (rgb − target)² over the sub-batch: [].
     """
 
     def __init__(self, model: SceneModel):
@@ -188,9 +209,10 @@ class TrainStep:
             sync = contextlib.nullcontext() if last or not self.dist.active else self.loss.no_sync()
             rays = batch.rays[part]
             noise = None if batch.sigma_noise is None else batch.sigma_noise[part]
+            background = self.background if batch.background is None else batch.background[part]
             with sync:
                 with autocast(self.precision, self.device):
-                    squared = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part], self.background, noise)
+                    squared = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part], background, noise)
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
                 loss = squared / (3 * n_local)
                 loss.backward()

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Quality per second of training, reproducibly: train a config for a wall-clock budget with several seeds, score every view.
+
+For each seed the script runs ``autoint-train`` as a user would (its own
+process; ``--max_train_seconds`` counts compilation and warm-up), then
+``autoint-eval`` on each split asked for, and writes one JSON: per seed the
+steps reached, PSNR and SSIM at each N, the 10th-percentile and worst view,
+milliseconds per frame; over the seeds the mean and standard deviation; and
+what makes a figure reproducible: the commit, the GPU, torch, the seeds and a
+SHA-256 over the scene's files (so a figure can be tied to ``../shared/data``).
+
+The JSON accumulates: seeds already in ``--out`` with the same settings are
+kept and not run again, so seeds can be spread over several calls. Flags after
+``--`` go to autoint-train unchanged (``-- --random_bkgd true``).
+
+    python3 scripts/bench_quality.py --config configs/lego_fast_n16_m2.txt \\
+        --datadir ../shared/data/nerf_synthetic_400/lego --seconds 400 --seeds 0 1 --out docs/results/quality_lego.json
+    python3 scripts/bench_quality.py --smoke --out /tmp/smoke.json      # CPU, the generated demo scene, under a minute
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a --smoke run is: the demo config, a few seconds a seed, on the CPU.
+SMOKE = {"config": "configs/demo.txt", "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
+# Keys of the JSON that must agree for seeds of two calls to be pooled.
+SETTINGS = ("config", "config_text", "datadir", "scene_sha256", "seconds", "train_args", "n_sections", "splits", "precision", "compile",
+            "trainings_at_once")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="autoint-train config file")
+    parser.add_argument("--datadir", help="the scene (default: the config's)")
+    parser.add_argument("--seconds", type=float, help="wall-clock training budget per seed, warm-up included")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds to train (default: 0 1)")
+    parser.add_argument("--n_sections", type=int, nargs="+", default=[16], help="N values to score (default: 16)")
+    parser.add_argument("--splits", nargs="+", choices=("test", "val"), default=["test"], help="splits to score (default: test)")
+    parser.add_argument("--testskip", type=int, default=1, help="blender: every k-th test view (default: 1, all 200)")
+    parser.add_argument("--val_testskip", type=int, default=2, help="blender: every k-th val view (default: 2)")
+    parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), help="eval precision (default: bf16 with CUDA, else fp32)")
+    parser.add_argument("--compile", type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
+                        help="eval with torch.compile (default: with CUDA)")
+    parser.add_argument("--at_once", action="store_true",
+                        help="train the seeds at the same time on one device (each gets a share of it: the JSON says so)")
+    parser.add_argument("--workdir", type=Path, help="where the runs go (default: logs/bench_quality/<out's name>)")
+    parser.add_argument("--commit", help="the commit measured (default: git rev-parse HEAD, where there is a .git)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON to write (and to add seeds to)")
+    parser.add_argument("--smoke", action="store_true", help="the demo scene on the CPU, 6 s a seed, 2 seeds: a check that it all runs")
+    args = parser.parse_args(argv)
+    args.train_args = train_args
+    return fill_defaults(parser, args)
+
+
+def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """--smoke's settings and the device's defaults where the flags leave them open; one line for what is missing."""
+    if args.smoke:
+        for key, value in SMOKE.items():
+            if getattr(args, key) in (None, False):
+                setattr(args, key, value)
+    if not args.config or args.seconds is None:
+        parser.error("--config and --seconds are needed (or --smoke)")
+    if not Path(args.config).is_file():
+        parser.error(f"--config {args.config}: no such file")
+    if args.seconds <= 0:
+        parser.error(f"--seconds must be positive, got {args.seconds:g}")
+    args.seeds = args.seeds or [0, 1]
+    cuda = cuda_available()
+    args.precision = args.precision or ("bf16" if cuda else "fp32")
+    args.compile = cuda if args.compile is None else args.compile
+    args.datadir = args.datadir or config_value(Path(args.config), "datadir")
+    if not args.datadir:
+        parser.error(f"--datadir: {args.config} names no datadir")
+    args.workdir = args.workdir or ROOT / "logs" / "bench_quality" / args.out.stem
+    return args
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def config_value(path: Path, key: str) -> Optional[str]:
+    """``key = value`` of a config file, or None."""
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == key and not line.lstrip().startswith("#"):
+            return value.strip()
+    return None
+
+
+def scene_sha256(datadir: Path) -> Dict:
+    """SHA-256 over every file of the scene (its path relative to the folder, then its bytes, in sorted order)."""
+    digest, count = hashlib.sha256(), 0
+    for path in sorted(p for p in datadir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(datadir)).encode() + b"\0")
+        digest.update(path.read_bytes())
+        count += 1
+    return {"sha256": digest.hexdigest(), "files": count}
+
+
+def commit_of(given: Optional[str]) -> str:
+    if given:
+        return given
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+        return head + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def autoint(*args: str) -> List[str]:
+    return [sys.executable, "-m", "autoint_cli", *args]
+
+
+def train_command(args: argparse.Namespace, seed: int) -> List[str]:
+    """autoint-train for one seed: the config, the budget, no videos or test renders inside the budget, a fresh run."""
+    return autoint("train", "--config", args.config, "--datadir", str(args.datadir), "--basedir", str(args.workdir),
+                   "--expname", f"seed{seed}", "--seed", str(seed), "--max_train_seconds", f"{args.seconds:g}", "--n_iters", "1000000000",
+                   "--i_video", "0", "--i_testset", "0", "--quiet", "--no_reload", *args.train_args)
+
+
+def eval_command(args: argparse.Namespace, seed: int, split: str) -> List[str]:
+    skip = args.testskip if split == "test" else args.val_testskip
+    return autoint("eval", "--expdir", str(args.workdir / f"seed{seed}"), "--split", split, "--testskip", str(skip),
+                   "--n_sections", *map(str, args.n_sections), "--quadrature_samples", "0", "--precision", args.precision,
+                   "--compile", str(args.compile and split == "test").lower(), "--out", str(args.workdir / f"seed{seed}_{split}.json"))
+
+
+def run_logged(command: List[str], log: Path) -> subprocess.Popen:
+    """``command`` started with its output in ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:
+        return subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_all(processes: Dict[str, subprocess.Popen], logs: Dict[str, Path]) -> None:
+    """Waits for every process; a failure ends the benchmark with the tail of its log."""
+    for name, process in processes.items():
+        if process.wait() != 0:
+            tail = logs[name].read_text().strip().splitlines()[-5:]
+            raise SystemExit(f"bench_quality: {name} failed (exit {process.returncode}); {logs[name]} ends:\n  " + "\n  ".join(tail))
+
+
+def train_seeds(args: argparse.Namespace, seeds: Sequence[int]) -> Dict[int, float]:
+    """Trains ``seeds`` one after another (or all at once with --at_once); the wall-clock seconds of each training process."""
+    seconds: Dict[int, float] = {}
+    groups = [list(seeds)] if args.at_once else [[s] for s in seeds]
+    for group in groups:
+        logs = {f"training seed {s}": args.workdir / f"seed{s}_train.log" for s in group}
+        start = time.perf_counter()
+        processes = {name: run_logged(train_command(args, s), log) for (name, log), s in zip(logs.items(), group)}
+        wait_all(processes, logs)
+        seconds.update({s: time.perf_counter() - start for s in group})
+    return seconds
+
+
+def view_stats(result: Dict) -> Dict:
+    """One N's scores from an autoint-eval result: mean PSNR and SSIM, the 10th-percentile and worst view, ms per frame."""
+    psnrs = np.array([v["psnr"] for v in result["per_image"]])
+    return {"psnr": result["psnr"], "ssim": result["ssim"], "psnr_p10": float(np.percentile(psnrs, 10)), "psnr_worst": float(psnrs.min()),
+            "worst_view": int(psnrs.argmin()), "ms_per_frame": result["ms_per_frame"], "per_view_psnr": [round(float(p), 3) for p in psnrs]}
+
+
+def evaluate_seed(args: argparse.Namespace, seed: int, entry: Dict, save: Callable[[], None]) -> None:
+    """autoint-eval on each split of one trained seed, into the seed's ``entry`` of the JSON, saved after each split.
+
+    The val split, for choosing settings, is scored without compiling (the same images up to rounding, no second warm-up).
+    """
+    for split in args.splits:
+        log = args.workdir / f"seed{seed}_{split}_eval.log"
+        name = f"eval of seed {seed} ({split})"
+        wait_all({name: run_logged(eval_command(args, seed, split), log)}, {name: log})
+        metrics = json.loads((args.workdir / f"seed{seed}_{split}.json").read_text())
+        entry.update(steps=metrics["step"], device=metrics["device"], torch=metrics["torch"])
+        entry.setdefault("splits", {})[split] = {"n_views": metrics["n_views"], **{str(r["n_sections"]): view_stats(r) for r in metrics["results"]}}
+        save()
+
+
+def summarise(seeds: Dict[str, Dict]) -> Dict:
+    """Mean and standard deviation over the seeds of each split and N (of PSNR, SSIM, 10th-percentile and worst view, ms, steps)."""
+    entries = list(seeds.values())
+    summary: Dict = {"n_seeds": len(entries), "steps_mean": float(np.mean([e["steps"] for e in entries]))}
+    for split, first in entries[0]["splits"].items():
+        summary[split] = {}
+        for n in (k for k in first if k != "n_views"):
+            stats = [e["splits"][split][n] for e in entries]
+            summary[split][n] = {f"{key}_{how}": float(fn([s[key] for s in stats])) for key in ("psnr", "ssim", "psnr_p10", "psnr_worst",
+                                 "ms_per_frame") for how, fn in (("mean", np.mean), ("std", np.std))}
+    return summary
+
+
+def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
+    return {"config": args.config, "config_text": Path(args.config).read_text(), "datadir": str(args.datadir),
+            "scene_sha256": scene["sha256"], "scene_files": scene["files"],
+            "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "splits": args.splits,
+            "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
+            "trainings_at_once": len(args.seeds) if args.at_once else 1}
+
+
+def earlier_seeds(out: Path, settings: Dict) -> Dict[str, Dict]:
+    """The seeds already in ``out``, when it was written with the same settings; a different one is refused in one line."""
+    if not out.is_file():
+        return {}
+    try:
+        earlier = json.loads(out.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"bench_quality: {out}: not valid JSON ({err}); move it away or choose another --out")
+    differ = [k for k in SETTINGS if earlier.get("settings", {}).get(k) != settings[k]]
+    if differ:
+        raise SystemExit(f"bench_quality: {out} holds runs with other settings ({', '.join(differ)}); choose another --out")
+    return earlier.get("seeds", {})
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    datadir = Path(args.datadir)
+    if not datadir.is_dir():
+        raise SystemExit(f"bench_quality: --datadir {datadir}: no such folder")
+    settings = settings_of(args, scene_sha256(datadir))
+    seeds = earlier_seeds(args.out, settings)
+    todo = [s for s in args.seeds if str(s) not in seeds]
+    commit = commit_of(args.commit)
+    walls = train_seeds(args, todo) if todo else {}
+    for seed in todo:
+        seeds[str(seed)] = entry = {"commit": commit, "wall_seconds": round(walls[seed], 1)}
+        evaluate_seed(args, seed, entry, lambda: save(args.out, settings, seeds))
+    report = save(args.out, settings, seeds)
+    print(table(report))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def save(out: Path, settings: Dict, seeds: Dict[str, Dict]) -> Dict:
+    """The JSON of the seeds scored so far (on every split), written atomically; returns it."""
+    from autoint_cli.atomic import write_text
+
+    done = {k: v for k, v in sorted(seeds.items(), key=lambda kv: int(kv[0])) if set(v.get("splits", {})) == set(settings["splits"])}
+    partial = {k: v for k, v in seeds.items() if k not in done}
+    report = {"benchmark": "scripts/bench_quality.py", "settings": settings, "commits": sorted({e["commit"] for e in done.values()}),
+              "devices": sorted({e["device"] for e in done.values()}), "torch": sorted({e["torch"] for e in done.values()}),
+              "summary": summarise(done) if done else None, "seeds": done}
+    if partial:
+        report["unfinished_seeds"] = partial
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def table(report: Dict) -> str:
+    """The summary as lines a person reads: per split and N, mean ± std over the seeds."""
+    s, summary = report["settings"], report["summary"]
+    lines = [f"{s['config']} for {s['seconds']:g} s, {summary['n_seeds']} seeds ({', '.join(report['seeds'])}), "
+             f"{summary['steps_mean']:.0f} steps on average, {', '.join(report['devices'])}, commit {', '.join(report['commits'])}"]
+    for split in s["splits"]:
+        for n, v in summary[split].items():
+            lines.append(f"  {split} N={n}: PSNR {v['psnr_mean']:.2f} ± {v['psnr_std']:.2f} dB, SSIM {v['ssim_mean']:.4f}, "
+                         f"10th percentile {v['psnr_p10_mean']:.2f}, worst {v['psnr_worst_mean']:.2f}, {v['ms_per_frame_mean']:.1f} ms/frame")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
