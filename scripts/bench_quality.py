@@ -55,6 +55,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="eval with torch.compile (default: with CUDA)")
     parser.add_argument("--at_once", action="store_true",
                         help="train the seeds at the same time on one device (each gets a share of it: the JSON says so)")
+    parser.add_argument("--alongside", type=int, default=0,
+                        help="trainings that others run on the same device meanwhile (not started here; the JSON counts them)")
     parser.add_argument("--workdir", type=Path, help="where the runs go (default: logs/bench_quality/<out's name>)")
     parser.add_argument("--commit", help="the commit measured (default: git rev-parse HEAD, where there is a .git)")
     parser.add_argument("--out", type=Path, required=True, help="the JSON to write (and to add seeds to)")
@@ -209,7 +211,7 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
             "scene_sha256": scene["sha256"], "scene_files": scene["files"],
             "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
-            "trainings_at_once": len(args.seeds) if args.at_once else 1}
+            "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside}
 
 
 def earlier_seeds(out: Path, settings: Dict) -> Dict[str, Dict]:
