@@ -158,17 +158,27 @@ def wait_all(processes: Dict[str, subprocess.Popen], logs: Dict[str, Path]) -> N
             raise SystemExit(f"bench_quality: {name} failed (exit {process.returncode}); {logs[name]} ends:\n  " + "\n  ".join(tail))
 
 
-def train_seeds(args: argparse.Namespace, seeds: Sequence[int]) -> Dict[int, float]:
-    """Trains ``seeds`` one after another (or all at once with --at_once); the wall-clock seconds of each training process."""
-    seconds: Dict[int, float] = {}
+def train_seeds(args: argparse.Namespace, seeds: Sequence[int], commit: str) -> None:
+    """Trains ``seeds`` one after another (or all at once with --at_once); each finished one leaves seed<S>_run.json (the commit
+    and the wall-clock seconds of its training process) in the workdir, and the scores of an earlier training are removed."""
     groups = [list(seeds)] if args.at_once else [[s] for s in seeds]
     for group in groups:
+        for seed in group:
+            for stale in args.workdir.glob(f"seed{seed}_*.json"):
+                stale.unlink()
         logs = {f"training seed {s}": args.workdir / f"seed{s}_train.log" for s in group}
         start = time.perf_counter()
         processes = {name: run_logged(train_command(args, s), log) for (name, log), s in zip(logs.items(), group)}
         wait_all(processes, logs)
-        seconds.update({s: time.perf_counter() - start for s in group})
-    return seconds
+        for seed in group:
+            write_json(args.workdir / f"seed{seed}_run.json", {"commit": commit, "wall_seconds": round(time.perf_counter() - start, 1)})
+
+
+def write_json(path: Path, value: Dict) -> None:
+    from autoint_cli.atomic import write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 def view_stats(result: Dict) -> Dict:
@@ -184,10 +194,11 @@ def evaluate_seed(args: argparse.Namespace, seed: int, entry: Dict, save: Callab
     The val split, for choosing settings, is scored without compiling (the same images up to rounding, no second warm-up).
     """
     for split in args.splits:
-        log = args.workdir / f"seed{seed}_{split}_eval.log"
+        log, scores = args.workdir / f"seed{seed}_{split}_eval.log", args.workdir / f"seed{seed}_{split}.json"
         name = f"eval of seed {seed} ({split})"
-        wait_all({name: run_logged(eval_command(args, seed, split), log)}, {name: log})
-        metrics = json.loads((args.workdir / f"seed{seed}_{split}.json").read_text())
+        if not scores.is_file():  # else scored by an earlier call that stopped before the JSON was written
+            wait_all({name: run_logged(eval_command(args, seed, split), log)}, {name: log})
+        metrics = json.loads(scores.read_text())
         entry.update(steps=metrics["step"], device=metrics["device"], torch=metrics["torch"])
         entry.setdefault("splits", {})[split] = {"n_views": metrics["n_views"], **{str(r["n_sections"]): view_stats(r) for r in metrics["results"]}}
         save()
@@ -236,10 +247,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = settings_of(args, scene_sha256(datadir))
     seeds = earlier_seeds(args.out, settings)
     todo = [s for s in args.seeds if str(s) not in seeds]
-    commit = commit_of(args.commit)
-    walls = train_seeds(args, todo) if todo else {}
+    # A seed whose training finished in an earlier call (seed<S>_run.json in the workdir) is scored, not trained again.
+    train_seeds(args, [s for s in todo if not (args.workdir / f"seed{s}_run.json").is_file()], commit_of(args.commit))
     for seed in todo:
-        seeds[str(seed)] = entry = {"commit": commit, "wall_seconds": round(walls[seed], 1)}
+        seeds[str(seed)] = entry = json.loads((args.workdir / f"seed{seed}_run.json").read_text())
         evaluate_seed(args, seed, entry, lambda: save(args.out, settings, seeds))
     report = save(args.out, settings, seeds)
     print(table(report))
@@ -249,8 +260,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def save(out: Path, settings: Dict, seeds: Dict[str, Dict]) -> Dict:
     """The JSON of the seeds scored so far (on every split), written atomically; returns it."""
-    from autoint_cli.atomic import write_text
-
     done = {k: v for k, v in sorted(seeds.items(), key=lambda kv: int(kv[0])) if set(v.get("splits", {})) == set(settings["splits"])}
     partial = {k: v for k, v in seeds.items() if k not in done}
     report = {"benchmark": "scripts/bench_quality.py", "settings": settings, "commits": sorted({e["commit"] for e in done.values()}),
@@ -258,8 +267,7 @@ def save(out: Path, settings: Dict, seeds: Dict[str, Dict]) -> Dict:
               "summary": summarise(done) if done else None, "seeds": done}
     if partial:
         report["unfinished_seeds"] = partial
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, json.dumps(report, indent=1) + "\n")
+    write_json(out, report)
     return report
 
 
