@@ -30,6 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# Runs from a checkout that is not installed too (as on a device machine): the package is found beside the script.
+sys.path.insert(0, str(ROOT))
 # What a --smoke run is: the demo config, a few seconds a seed, on the CPU.
 SMOKE = {"config": "configs/demo.txt", "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
@@ -70,7 +72,7 @@ def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     """--smoke's settings and the device's defaults where the flags leave them open; one line for what is missing."""
     if args.smoke:
         for key, value in SMOKE.items():
-            if getattr(args, key) in (None, False):
+            if getattr(args, key) is None:
                 setattr(args, key, value)
     if not args.config or args.seconds is None:
         parser.error("--config and --seconds are needed (or --smoke)")
@@ -151,9 +153,12 @@ def run_logged(command: List[str], log: Path) -> subprocess.Popen:
 
 
 def wait_all(processes: Dict[str, subprocess.Popen], logs: Dict[str, Path]) -> None:
-    """Waits for every process; a failure ends the benchmark with the tail of its log."""
+    """Waits for every process; a failure stops the others and ends the benchmark with the tail of its log."""
     for name, process in processes.items():
         if process.wait() != 0:
+            for other in processes.values():
+                if other.poll() is None:
+                    other.terminate()
             tail = logs[name].read_text().strip().splitlines()[-5:]
             raise SystemExit(f"bench_quality: {name} failed (exit {process.returncode}); {logs[name]} ends:\n  " + "\n  ".join(tail))
 

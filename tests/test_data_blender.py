@@ -89,6 +89,22 @@ def test_generated_scene_round_trips(tiny):
     assert scene.focal == pytest.approx(6 / np.tan(0.5 * 0.6911112070083618))
 
 
+def test_the_scene_keeps_alpha_for_random_backgrounds(tiny, tmp_path):
+    """The files' alpha is kept beside the composited images (halved with them); all-opaque images keep none."""
+    import imageio.v3 as iio
+
+    scene = load_blender(tiny)
+    first = iio.imread(tiny / "train" / "r_0.png").astype(np.float32) / 255
+    assert scene.alpha.shape == (7, 12, 12, 1)
+    torch.testing.assert_close(scene.alpha[0], torch.from_numpy(first[..., 3:]), rtol=0, atol=0)
+    assert (scene.alpha == 0).any() and (scene.alpha == 1).any()
+    assert load_blender(tiny, half_res=True).alpha.shape == (7, 6, 6, 1)
+    folder = copy_scene(tiny, tmp_path)
+    for png in folder.glob("*/r_*.png"):
+        iio.imwrite(png, iio.imread(png)[..., :3])
+    assert load_blender(folder).alpha is None
+
+
 def test_explicit_focal_and_principal_point(tiny, tmp_path):
     folder = copy_scene(tiny, tmp_path)
     for split in ("train", "val", "test"):

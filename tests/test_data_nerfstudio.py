@@ -46,6 +46,7 @@ def test_the_same_rays_as_the_blender_loader_after_the_normalisation(scene_dir):
     blender, ns = load_blender(scene_dir), load_nerfstudio(scene_dir, white_bkgd=True)
     assert [len(s) for s in (ns.i_train, ns.i_val, ns.i_test)] == [5, 2, 3]
     torch.testing.assert_close(ns.images, blender.images, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ns.alpha, blender.alpha, rtol=0, atol=0)
     assert ns.intrinsics == blender.intrinsics
     transform, scale = normalizing_transform(blender.c2w.double().numpy())
     rotation, shift = torch.from_numpy(transform[:, :3]).float(), torch.from_numpy(transform[:, 3]).float()

@@ -203,3 +203,55 @@ def test_check_viewer_frames_compares_and_hands_over_a_new_n(tiny_run):
     handed = result["new_n_frames"]
     assert handed["n_sections"] == 3 and not handed["still_warming"] and handed["ms_after_median"] > 0
     assert handed["after_vs_stand_in"]["max_diff_levels"] == 0
+
+
+def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
+    """--smoke: the demo config, two seeds, one JSON with per-seed scores, their mean ± std and what ties it to the scene."""
+    out, work = tmp_path / "q.json", tmp_path / "work"
+    proc = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--workdir", str(work), "--out", str(out), "--commit", "abc")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    seeds = report["seeds"]
+    assert list(seeds) == ["0", "1"] and report["commits"] == ["abc"] and report["settings"]["trainings_at_once"] == 1
+    for entry in seeds.values():
+        test = entry["splits"]["test"]
+        assert entry["steps"] > 0 and test["n_views"] == 8
+        n16 = test["16"]
+        psnrs = n16["per_view_psnr"]
+        assert n16["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-3) and n16["psnr_worst"] == pytest.approx(min(psnrs), abs=1e-3)
+        assert n16["psnr_worst"] <= n16["psnr_p10"] <= n16["psnr"] and n16["ms_per_frame"] > 0
+    summary = report["summary"]["test"]["16"]
+    values = [seeds[s]["splits"]["test"]["16"]["psnr"] for s in seeds]
+    assert summary["psnr_mean"] == pytest.approx(np.mean(values)) and summary["psnr_std"] == pytest.approx(np.std(values))
+    assert report["settings"]["scene_sha256"] == bench_quality_module().scene_sha256(ROOT / "data" / "demo")["sha256"]
+    assert "PSNR" in proc.stdout and "2 seeds" in proc.stdout
+    # Seeds already scored are kept, not trained again; a seed trained by a call that stopped before scoring is scored only.
+    (work / "seed1_test.json").unlink()
+    log = (work / "seed0_train.log").stat().st_mtime_ns
+    again = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--seeds", "0", "1", "--workdir", str(work),
+                "--out", str(tmp_path / "again.json"))
+    assert again.returncode == 0, again.stderr
+    assert (work / "seed0_train.log").stat().st_mtime_ns == log and (work / "seed1_test.json").is_file()
+    # Other settings into the same JSON are refused in one line.
+    other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--workdir", str(work), "--out", str(out))
+    assert other.returncode == 1 and "holds runs with other settings (seconds)" in other.stderr and "Traceback" not in other.stderr
+
+
+def bench_quality_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "scripts" / "bench_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "--config and --seconds are needed (or --smoke)"),
+    (("--config", "configs/missing.txt", "--seconds", "5"), "--config configs/missing.txt: no such file"),
+    (("--smoke", "--seconds", "0"), "--seconds must be positive, got 0"),
+    (("--smoke", "--datadir", "no/such/folder"), "--datadir no/such/folder: no such folder"),
+])
+def test_bench_quality_bad_arguments(tmp_path, args, message):
+    proc = run("scripts/bench_quality.py", *args, "--out", str(tmp_path / "q.json"))
+    assert proc.returncode in (1, 2) and message in proc.stderr and "Traceback" not in proc.stderr

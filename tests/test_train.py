@@ -59,6 +59,25 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, scene):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_random_background_runs_resume_bit_identically(tmp_path, scene):
+    """random_bkgd (a config key and a flag): the colours come from the run's own generator, so a resumed run draws the same ones."""
+    quiet = ["--i_testset", "0", "--i_video", "0"]
+    for name in ("a", "b", "plain"):
+        (tmp_path / name).mkdir()
+    straight = write_config(tmp_path / "a", scene, "random_bkgd = true\n")
+    assert train_main(["--config", str(straight), "--i_weights", "100", *quiet]) == 0
+    split = write_config(tmp_path / "b", scene)
+    assert train_main(["--config", str(split), "--random_bkgd", "--n_iters", "3", *quiet]) == 0
+    assert train_main(["--config", str(split), "--random_bkgd", *quiet]) == 0
+    plain = write_config(tmp_path / "plain", scene)
+    assert train_main(["--config", str(plain), "--i_weights", "100", *quiet]) == 0
+    a, b, c = (load_checkpoint(tmp_path / n / "logs" / "tiny" / "checkpoints" / "000006.pt") for n in ("a", "b", "plain"))
+    assert a["config"]["random_bkgd"] is True and c["config"]["random_bkgd"] is False
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
+
+
 def test_render_and_eval_outputs(tmp_path, scene, capsys):
     config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
     assert train_main(["--config", str(config)]) == 0
