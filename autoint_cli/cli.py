@@ -18,7 +18,6 @@ from typing import Callable, Optional, Sequence
 import configargparse
 import torch
 
-from .checkpoint import CheckpointError
 from .config import (
     CONFIG_GROUPS,
     ConfigError,
@@ -27,25 +26,26 @@ from .config import (
     LoadConfig,
     RenderConfig,
     SpeedConfig,
-    ViewSpeedConfig,
     ViewConfig,
+    ViewSpeedConfig,
     add_dataclass_args,
     check_train_config,
     from_namespace,
     invalid_value,
     train_config_from_namespace,
 )
-from .data import DATASETS, SceneError, scene_from_config
-from .data.camera_path import read_camera_path
-from .data.colmap import CAMERA_MODELS, MATCHERS, ImportSettings, import_scene
-from .data.synthetic import DemoSceneSpec, write_demo_scene
-from .distributed import SINGLE, Distributed
 from .evaluate import evaluate, metrics_table, write_metrics
-from .media import DepthMaps, write_frames
-from .renderer import Renderer, render_settings
-from .run_loader import load_run
+from .render.media import DepthMaps, write_frames
+from .render.renderer import Renderer, render_settings
+from .render.views import depth_meaning, render_poses, split_poses
+from .runs.checkpoint import CheckpointError
+from .runs.loader import load_run
+from .scene import DATASETS, SceneError, scene_from_config
+from .scene.camera_path import read_camera_path
+from .scene.colmap import CAMERA_MODELS, MATCHERS, ImportSettings, import_scene
+from .scene.synthetic import DemoSceneSpec, write_demo_scene
 from .train import TrainingError, train
-from .views import depth_meaning, render_poses, split_poses
+from .utils.distributed import SINGLE, Distributed
 
 USER_ERRORS = (SceneError, ConfigError, CheckpointError)
 # Choices whose lists live above the config module.
@@ -83,7 +83,7 @@ def _run(prog: str, body: Callable[[], int]) -> int:
         print(f"{prog}: error: {where}{err.strerror or err}; earlier outputs were left as they were", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        # Outputs are written whole or not at all (autoint_cli.atomic): nothing half-written is left behind.
+        # Outputs are written whole or not at all (autoint_cli.utils.atomic): nothing half-written is left behind.
         print(f"{prog}: interrupted; no output was left half-written", file=sys.stderr)
         return 130
 
@@ -389,8 +389,8 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
     load, view_speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, ViewSpeedConfig, ViewConfig)
 
     def body() -> int:
-        from .frames import FrameRenderer
-        from .viewer import ViewerOptions, check_port, start_viewer, viser_module
+        from .viewer.frames import FrameRenderer
+        from .viewer.server import ViewerOptions, check_port, start_viewer, viser_module
 
         viser_module()
         check_port(options.host, options.port)

@@ -4,7 +4,7 @@ One field, one key, one flag, spelled the same (the NeRF vocabulary where the
 meaning matches). Each field's metadata holds its flag's help text, and where
 needed its choices, its parser and its least value. Parsers are built from the
 dataclasses (:func:`add_dataclass_args`), so no flag is defined twice. This
-module loads nothing: scenes are loaded in :mod:`autoint_cli.data`.
+module loads nothing: scenes are loaded in :mod:`autoint_cli.scene`.
 """
 import argparse
 import dataclasses
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from .autoint.layers import MODEL_ACTIVATIONS
-from .fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, PRECISIONS
-from .render import QUADRATURE_SAMPLES, RENDERERS
+from .utils.fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, PRECISIONS
+from .volume.rendering import QUADRATURE_SAMPLES, RENDERERS
 
 T = TypeVar("T")
 
@@ -62,7 +62,7 @@ class DataConfig:
     """Which scene to load and how."""
 
     datadir: str = _help("folder of the scene")
-    dataset_type: str = _help("scene format (a loader of autoint_cli.data.DATASETS)", default="blender")
+    dataset_type: str = _help("scene format (a loader of autoint_cli.scene.DATASETS)", default="blender")
     half_res: bool = _help("blender: load at half resolution (area filter)", default=False)
     white_bkgd: bool = _help("blender, nerfstudio: composite RGBA on white (black when false)", default=True)
     testskip: int = _help("blender: keep every k-th val and test view", default=1)
@@ -172,7 +172,7 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    """How fast a trained run is rendered: the renderer's fast paths (autoint_cli.renderer.RenderSettings)."""
+    """How fast a trained run is rendered: the renderer's fast paths (autoint_cli.render.renderer.RenderSettings)."""
 
     chunk: Optional[int] = _help("rays rendered together (auto: measured to fit half the free GPU memory; 32768 on the CPU at N = 16)",
                                  parse=parse_chunk, metavar="N|auto", default=None)
@@ -225,7 +225,7 @@ class RenderConfig:
     depth: bool = _help("also write each view's expected depth and opacity as float32 depth_XXX.npy / acc_XXX.npy, depth.json "
                         "saying what they hold, and turbo-coloured depth_XXX.png (and depth.mp4 with the video)", default=False)
     camera_path: Optional[Path] = _help("render this camera-path file instead of a split: nerfstudio's export or keyframes "
-                                        "(docs: autoint_cli/data/camera_path.py); the video takes its fps", default=None)
+                                        "(docs: autoint_cli/scene/camera_path.py); the video takes its fps", default=None)
     fps: Optional[float] = _help("frames per second of --camera_path (default: the file's)", default=None)
     seconds: Optional[float] = _help("length of a keyframe --camera_path in seconds (default: the file's)", default=None)
     out: Optional[Path] = _help("output folder (default: EXPDIR/render_<split or camera_path>_<step>)", default=None)

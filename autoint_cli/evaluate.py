@@ -7,13 +7,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .atomic import staged_files
-from .distributed import SINGLE, Distributed
-from .metrics import LPIPS, psnr, ssim
-from .render import QUADRATURE_SAMPLES
-from .renderer import Renderer, RenderSettings
-from .run_loader import LoadedRun
-from .views import render_poses, split_poses
+from .render.renderer import Renderer, RenderSettings
+from .render.views import render_poses, split_poses
+from .runs.loader import LoadedRun
+from .utils.atomic import staged_files
+from .utils.distributed import SINGLE, Distributed
+from .utils.metrics import LPIPS, psnr, ssim
+from .volume.rendering import QUADRATURE_SAMPLES
 
 
 def device_name(device: torch.device) -> str:

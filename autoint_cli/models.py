@@ -19,13 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .autoint import AutoIntModule, Concat, Constant, Dual, GradNetwork, IntegralNetwork, PositionalEncoding, Product, Sequential, Sum, Variable, mlp
-from .autoint.grid import HashGrid
 from .autoint.fused import KernelConfig
+from .autoint.grid import HashGrid
 from .autoint.network import IntegralEvaluator
 from .config import ModelConfig
-from .fastpath import compile_module
-from .rays import Rays
-from .sampling import Sections, sections_from_lengths, uniform_sections
+from .utils.fastpath import compile_module
+from .volume.rays import Rays
+from .volume.sampling import Sections, sections_from_lengths, uniform_sections
 
 
 def _point_encoding(config: ModelConfig) -> Tuple[AutoIntModule, int]:
@@ -58,7 +58,7 @@ class RadianceField(nn.Module):
     """σ and colour along rays, as grad networks (training) or integral networks (rendering).
 
     Outputs are raw (before relu/sigmoid): the activations apply to section
-    means, after integration (:mod:`autoint_cli.render`).
+    means, after integration (:mod:`autoint_cli.volume.rendering`).
     """
 
     def __init__(self, config: ModelConfig):

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from autoint_cli.autoint import Constant, IntegralNetwork, PositionalEncoding, Product, Sequential, Sum, Variable, mlp
-from autoint_cli.fastpath import matmul_precision
+from autoint_cli.utils.fastpath import matmul_precision
 
 
 def build_network(n_freqs: int, width: int, n_layers: int, out_features: int) -> IntegralNetwork:

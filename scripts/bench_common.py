@@ -6,8 +6,8 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
-from autoint_cli.data.poses import spherical_pose
-from autoint_cli.rays import Intrinsics
+from autoint_cli.scene.poses import spherical_pose
+from autoint_cli.volume.rays import Intrinsics
 
 # nerf_synthetic's horizontal field of view, so a frame costs what a Blender test view costs.
 BLENDER_CAMERA_ANGLE_X = 0.6911112070083618

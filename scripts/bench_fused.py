@@ -18,12 +18,13 @@ import sys
 from typing import Optional, Sequence
 
 import torch
-from bench_common import bench_device, device_label, time_calls
 from bench_render import measured_bf16_rate
 
 from autoint_cli.autoint import Dual, mlp
 from autoint_cli.autoint.fused import KernelConfig, available, plan_mlp
-from autoint_cli.fastpath import compile_module
+from autoint_cli.utils.fastpath import compile_module
+
+from bench_common import bench_device, device_label, time_calls
 
 
 def parse_config(text: str) -> KernelConfig:

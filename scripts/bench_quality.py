@@ -180,7 +180,7 @@ def train_seeds(args: argparse.Namespace, seeds: Sequence[int], commit: str) -> 
 
 
 def write_json(path: Path, value: Dict) -> None:
-    from autoint_cli.atomic import write_text
+    from autoint_cli.utils.atomic import write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(value, indent=1) + "\n")

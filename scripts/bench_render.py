@@ -16,16 +16,17 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from bench_common import bench_device, blender_view, device_label, time_calls
 
 from autoint_cli.autoint.fused import available as fused_available
-from autoint_cli.checkpoint import load_checkpoint
 from autoint_cli.config import ModelConfig, unflatten
-from autoint_cli.fastpath import PRECISIONS
-from autoint_cli.metrics import psnr
 from autoint_cli.models import SceneModel
-from autoint_cli.rays import camera_rays
-from autoint_cli.renderer import Renderer, RenderSettings
+from autoint_cli.render.renderer import Renderer, RenderSettings
+from autoint_cli.runs.checkpoint import load_checkpoint
+from autoint_cli.utils.fastpath import PRECISIONS
+from autoint_cli.utils.metrics import psnr
+from autoint_cli.volume.rays import camera_rays
+
+from bench_common import bench_device, blender_view, device_label, time_calls
 
 VARIANTS = (
     "eager_fp32", "eager_tf32", "eager_bf16", "whole_tf32", "whole_bf16", "whole_bf16_autotune", "whole_bf16_cudagraphs",

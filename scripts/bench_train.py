@@ -15,12 +15,13 @@ from dataclasses import replace
 from typing import Optional, Sequence
 
 import torch
-from bench_common import bench_device, blender_view, device_label, time_calls
 
 from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import SceneModel
-from autoint_cli.rays import pixel_rays
 from autoint_cli.train import Batch, TrainStep, setup_state
+from autoint_cli.volume.rays import pixel_rays
+
+from bench_common import bench_device, blender_view, device_label, time_calls
 
 # <how compiled>_<precision>[_shared_trunk]: eager (no compile), compiled (torch.compile's default mode over each sub-batch's
 # loss and backward), cudagraph (its reduce-overhead mode: the same graphs replayed as CUDA graphs).

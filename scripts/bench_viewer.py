@@ -38,17 +38,18 @@ from typing import Callable, List, Optional
 
 import numpy as np
 import torch
-from bench_common import bench_device, device_label
 
 from autoint_cli.config import SpeedConfig, ViewConfig
-from autoint_cli.data.camera_path import vertical_fov
-from autoint_cli.data.poses import spherical_pose
-from autoint_cli.frames import FrameRenderer, first_pass, viewer_from_c2w, viewer_intrinsics
-from autoint_cli.metrics import psnr
-from autoint_cli.renderer import render_settings
-from autoint_cli.run_loader import load_run
-from autoint_cli.viewer import FrameLog, ViewerOptions, start_viewer
-from autoint_cli.views import view_rays
+from autoint_cli.render.renderer import render_settings
+from autoint_cli.render.views import view_rays
+from autoint_cli.runs.loader import load_run
+from autoint_cli.scene.camera_path import vertical_fov
+from autoint_cli.scene.poses import spherical_pose
+from autoint_cli.utils.metrics import psnr
+from autoint_cli.viewer.frames import FrameRenderer, first_pass, viewer_from_c2w, viewer_intrinsics
+from autoint_cli.viewer.server import FrameLog, ViewerOptions, start_viewer
+
+from bench_common import bench_device, device_label
 
 
 class ViewerClient:

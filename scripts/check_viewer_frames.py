@@ -22,14 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_common import bench_device, device_label
 
 from autoint_cli.config import SpeedConfig, ViewConfig
-from autoint_cli.data.camera_path import vertical_fov
-from autoint_cli.frames import FrameRenderer, viewer_intrinsics
-from autoint_cli.metrics import psnr
-from autoint_cli.renderer import render_settings
-from autoint_cli.run_loader import load_run
+from autoint_cli.render.renderer import render_settings
+from autoint_cli.runs.loader import load_run
+from autoint_cli.scene.camera_path import vertical_fov
+from autoint_cli.utils.metrics import psnr
+from autoint_cli.viewer.frames import FrameRenderer, viewer_intrinsics
+
+from bench_common import bench_device, device_label
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:

@@ -28,10 +28,21 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from autoint_cli.atomic import atomic_write, write_text
 from autoint_cli.cli import ArgumentParser
-from autoint_cli.ct import (INTERPOLATORS, PAPER, SHEPP_LOGAN, FitSettings, filtered_back_projection, fit, interpolate_angles,
-                            make_views, predict_sinogram, psnr, rasterize)
+from autoint_cli.experiments.ct import (
+    INTERPOLATORS,
+    PAPER,
+    SHEPP_LOGAN,
+    FitSettings,
+    filtered_back_projection,
+    fit,
+    interpolate_angles,
+    make_views,
+    predict_sinogram,
+    psnr,
+    rasterize,
+)
+from autoint_cli.utils.atomic import atomic_write, write_text
 
 ACTIVATIONS = ("swish", "sine", "relu", "softplus")
 PAPER_NOTE = " (the authors' protocol)"

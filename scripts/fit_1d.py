@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from autoint_cli.autoint import ACTIVATIONS
 from autoint_cli.cli import ArgumentParser
-from autoint_cli.fit1d import FUNCTIONS, Fit1DConfig, fit, plot_fit
+from autoint_cli.experiments.fit1d import FUNCTIONS, Fit1DConfig, fit, plot_fit
 
 
 def build_parser() -> ArgumentParser:

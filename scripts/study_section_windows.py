@@ -24,13 +24,13 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from autoint_cli.data.camera_path import vertical_fov
-from autoint_cli.frames import first_pass, pixel_windows, render_skipping_empty, viewer_intrinsics
-from autoint_cli.media import to8b
-from autoint_cli.metrics import psnr
-from autoint_cli.renderer import Renderer, RenderSettings
-from autoint_cli.run_loader import load_run
-from autoint_cli.views import timed, view_rays
+from autoint_cli.render.media import to8b
+from autoint_cli.render.renderer import Renderer, RenderSettings
+from autoint_cli.render.views import timed, view_rays
+from autoint_cli.runs.loader import load_run
+from autoint_cli.scene.camera_path import vertical_fov
+from autoint_cli.utils.metrics import psnr
+from autoint_cli.viewer.frames import first_pass, pixel_windows, render_skipping_empty, viewer_intrinsics
 
 
 def study_view(renderer: Renderer, rays, args) -> List[Dict]:

@@ -21,7 +21,8 @@ def _seed():
 def tiny_run(tmp_path_factory):
     """(folder, run folder) of the demo scene at 12×12 trained for 20 steps: for tests of what reads a trained run."""
     from autoint_cli.cli import train_main
-    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
+
     from helpers import write_config
 
     tmp_path = tmp_path_factory.mktemp("tiny_run")

@@ -1,7 +1,6 @@
 """Sequential, Concat, Sum and Product: values, tangents and what stays uncomputed."""
 import pytest
 import torch
-from helpers import assert_relative, autograd_dphi_dt, jvp_dphi_dt
 
 from autoint_cli.autoint import (
     Concat,
@@ -18,6 +17,8 @@ from autoint_cli.autoint import (
     Variable,
 )
 from autoint_cli.autoint.dual import Inputs
+
+from helpers import assert_relative, autograd_dphi_dt, jvp_dphi_dt
 
 REL = 1e-10
 

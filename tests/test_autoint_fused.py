@@ -8,8 +8,7 @@ kernel, hardware tanh included, meets the same references.
 import pytest
 import torch
 
-from autoint_cli.autoint import Concat, Constant, Dual, Inputs, IntegralNetwork, PositionalEncoding, Sequential, Variable, mlp
-from autoint_cli.autoint import fused
+from autoint_cli.autoint import Concat, Constant, Dual, Inputs, IntegralNetwork, PositionalEncoding, Sequential, Variable, fused, mlp
 from autoint_cli.autoint.fused import MAX_OUT, KernelConfig, available, padded_width, plan_mlp
 from autoint_cli.autoint.layers import ACTIVATION_TABLE, KERNEL_ACTIVATIONS, Linear, Softplus, Swish
 

@@ -1,7 +1,6 @@
 """Every layer's derivative rule against autograd and torch.func.jvp, in float64."""
 import pytest
 import torch
-from helpers import assert_relative, autograd_dphi_dt, jvp_dphi_dt
 
 from autoint_cli.autoint import (
     ACTIVATIONS,
@@ -23,6 +22,8 @@ from autoint_cli.autoint import (
 )
 from autoint_cli.autoint.dual import Dual, Inputs
 from autoint_cli.autoint.layers import reduced_linear
+
+from helpers import assert_relative, autograd_dphi_dt, jvp_dphi_dt
 
 REL = 1e-10
 

@@ -2,9 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import assert_relative, autograd_dphi_dt, jvp_dphi_dt
-from hypothesis import assume, given
-from hypothesis import strategies as st
+from hypothesis import assume, given, strategies as st
 
 from autoint_cli.autoint import (
     ACTIVATIONS,
@@ -21,6 +19,8 @@ from autoint_cli.autoint import (
     make_activation,
     mlp,
 )
+
+from helpers import assert_relative, autograd_dphi_dt, jvp_dphi_dt
 
 REL = 1e-10
 

@@ -7,10 +7,11 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from helpers import folder_state
 
 from autoint_cli.cli import demo_scene_main, scene_main
-from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
+
+from helpers import folder_state
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +134,13 @@ def test_demo_scene_unwritable(tmp_path, capsys):
 def test_render_depth_writes_float_maps_that_match_the_renderer(tmp_path):
     """--depth: float32 depth and opacity per view, equal to the renderer's own output; a sidecar saying what they hold."""
     import torch
-    from helpers import write_config
 
     from autoint_cli.cli import render_main, train_main
-    from autoint_cli.renderer import Renderer, RenderSettings
-    from autoint_cli.run_loader import load_run
-    from autoint_cli.views import view_rays
+    from autoint_cli.render.renderer import Renderer, RenderSettings
+    from autoint_cli.render.views import view_rays
+    from autoint_cli.runs.loader import load_run
+
+    from helpers import write_config
 
     scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
     assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n"))]) == 0
@@ -163,11 +165,12 @@ def test_render_a_camera_path_file(tmp_path, capsys):
     """--camera_path: a nerfstudio path through a test view with the scene's own camera renders that view; a keyframe path
     gives fps x seconds frames and a video at the file's rate; a bad file or --fps is one line and exit 2."""
     import torch
-    from helpers import write_config
 
     from autoint_cli.cli import render_main, train_main
-    from autoint_cli.data.camera_path import vertical_fov
-    from autoint_cli.run_loader import load_run
+    from autoint_cli.runs.loader import load_run
+    from autoint_cli.scene.camera_path import vertical_fov
+
+    from helpers import write_config
 
     scene = write_demo_scene(tmp_path / "scene", DemoSceneSpec(size=12, n_train=4, n_val=1, n_test=2))
     assert train_main(["--config", str(write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\nn_iters = 20\n"))]) == 0

@@ -6,8 +6,8 @@ import pytest
 
 from autoint_cli.cli import CHOICES
 from autoint_cli.config import DataConfig, add_dataclass_args, from_namespace, parse_bool
-from autoint_cli.data import SceneError, scene_from_config
-from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+from autoint_cli.scene import SceneError, scene_from_config
+from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
 
 def parse(argv, config_text=None, tmp_path=None):

@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from autoint_cli.checkpoint import latest_checkpoint, load_checkpoint
-from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+from autoint_cli.runs.checkpoint import latest_checkpoint, load_checkpoint
+from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
 TINY = ("n_sections = 4\nsamples_per_section = 2\nnetdepth = 2\nnetwidth = 16\nmultires = 3\nmultires_views = 1\n"
         "sampler_depth = 2\nsampler_width = 16\nN_rand = 64\nchunk = 64\ni_print = 5\ni_img = 1000\ni_weights = 2\n"
@@ -116,7 +116,7 @@ def test_a_refused_resume_changes_no_file(tmp_path, capsys):
 
 
 def test_interrupted_render_and_failed_eval_leave_no_partial_output(tmp_path, capsys, monkeypatch):
-    import autoint_cli.media as media
+    import autoint_cli.render.media as media
 
     scene = tiny_scene(tmp_path)
     config = write_config(tmp_path, scene, "i_testset = 0\ni_video = 0\n")
@@ -144,7 +144,7 @@ def test_interrupted_render_and_failed_eval_leave_no_partial_output(tmp_path, ca
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("autoint_cli.evaluate.json.dumps", lambda *a, **k: "{\"partial\": ")
-    monkeypatch.setattr("autoint_cli.atomic.os.replace", full_disk)
+    monkeypatch.setattr("autoint_cli.utils.atomic.os.replace", full_disk)
     capsys.readouterr()
     assert eval_main(["--expdir", str(run_dir), "--n_sections", "4", "--quadrature_samples", "0"]) == 1
     assert capsys.readouterr().err.strip().endswith("No space left on device; earlier outputs were left as they were")
@@ -196,8 +196,8 @@ def test_no_reload_sets_the_old_checkpoints_aside(tmp_path, caplog):
 import json  # noqa: E402
 import shutil  # noqa: E402
 
-import numpy as np  # noqa: E402
 import imageio.v3 as iio  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +292,7 @@ def test_impossible_n_rand_and_non_utf8_configs_are_refused(trained, tmp_path, c
 
 
 def test_an_empty_llff_test_split_is_refused_before_rendering(tmp_path, capsys):
-    from test_data_llff import make_capture
+    from test_scene_llff import make_capture
 
     make_capture(tmp_path / "cap", n=4)
     config = write_config(tmp_path, tmp_path / "cap", "dataset_type = llff\nfactor = 1\nllffhold = 0\nn_iters = 2\ni_img = 100\ni_weights = 100\n"
@@ -326,7 +326,7 @@ def test_blender_scene_mistakes_are_one_line(tmp_path, capsys, change, message):
 
 
 def test_rgb_images_beside_rgba_ones_are_made_opaque(tmp_path):
-    from autoint_cli.data import load_blender
+    from autoint_cli.scene import load_blender
 
     scene = tiny_scene(tmp_path)
     meta = json.loads((scene / "transforms_test.json").read_text())
@@ -421,7 +421,7 @@ def test_a_really_full_disk_stops_training_in_one_line_and_keeps_outputs(trained
     config = write_config(tmp_path, trained[1], f"basedir = {disk / 'logs'}\ni_weights = 1\ni_print = 1000\ni_img = 100000\n"
                           "n_iters = 100000\ni_testset = 0\ni_video = 0\n")
     python = sys.executable
-    check = (f"{python} -c \"import sys; from autoint_cli.checkpoint import latest_checkpoint, load_checkpoint; "
+    check = (f"{python} -c \"import sys; from autoint_cli.runs.checkpoint import latest_checkpoint, load_checkpoint; "
              f"print('intact', load_checkpoint(latest_checkpoint(sys.argv[1]))['step'])\" {disk / 'logs' / 'tiny'}")
     evaluate = f"{python} -m autoint_cli eval --expdir {disk / 'logs' / 'tiny'} --n_sections 4 --quadrature_samples 0 --device cpu"
     script = (

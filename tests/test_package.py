@@ -1,6 +1,7 @@
 """The promises to a new user: the README's commands, CI, the layout."""
 import re
 from pathlib import Path
+from typing import Dict, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,16 +33,15 @@ def test_layout():
 
 
 PACKAGE = ROOT / "autoint_cli"
-# Layers, lowest first: a module may import from its own layer and the ones below, never above
-# (cli → train / render / eval → models, renderers, data → the AutoInt core).
+# Layers, lowest first, one folder or top-level module each (docs/ARCHITECTURE.md draws them): a module may import from
+# its own layer and the ones below, never above (cli → train / eval → renderers → models, scenes → the AutoInt core).
 LAYERS = (
     ("core", ("autoint_cli.autoint",)),
-    ("basics", ("autoint_cli.rays", "autoint_cli.sampling", "autoint_cli.render", "autoint_cli.fastpath", "autoint_cli.checkpoint",
-                "autoint_cli.distributed", "autoint_cli.metrics", "autoint_cli.media", "autoint_cli.chunks", "autoint_cli.atomic")),
+    ("basics", ("autoint_cli.utils", "autoint_cli.volume")),
     ("config", ("autoint_cli.config",)),
-    ("models and data", ("autoint_cli.models", "autoint_cli.data")),
-    ("renderers", ("autoint_cli.renderer", "autoint_cli.run_loader", "autoint_cli.views", "autoint_cli.frames", "autoint_cli.viewer")),
-    ("applications", ("autoint_cli.train", "autoint_cli.evaluate", "autoint_cli.ct", "autoint_cli.fit1d")),
+    ("models and scenes", ("autoint_cli.models", "autoint_cli.scene")),
+    ("renderers", ("autoint_cli.render", "autoint_cli.runs", "autoint_cli.viewer")),
+    ("applications", ("autoint_cli.train", "autoint_cli.evaluate", "autoint_cli.experiments")),
     ("cli", ("autoint_cli.cli", "autoint_cli.__main__", "autoint_cli")),
 )
 MAX_FUNCTION_LINES = 60
@@ -52,25 +52,28 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph() -> dict:
-    """Every module of the package and the package modules it imports, imports inside functions included."""
+def _imports(name: str, path: Path, source: str, modules: set) -> set:
+    """The package modules that ``source`` (module ``name`` at ``path``) imports, imports inside functions included."""
     import ast
 
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-                target = ".".join(base + ([node.module] if node.module else []))
-                submodules = {f"{target}.{a.name}" for a in node.names} & set(modules)
-                deps |= submodules if submodules and len(submodules) == len(node.names) else {target} | submodules
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names}
-        graph[name] = {d for d in deps if d in modules and d != name}
-    return graph
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    deps = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            submodules = {f"{target}.{a.name}" for a in node.names} & modules
+            deps |= submodules if submodules and len(submodules) == len(node.names) else {target} | submodules
+        elif isinstance(node, ast.Import):
+            deps |= {a.name for a in node.names}
+    return {d for d in deps if d in modules and d != name}
+
+
+def import_graph(sources: Optional[Dict[str, str]] = None) -> dict:
+    """Every module of the package and the package modules it imports; ``sources`` replaces some modules' text (by name)."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    sources = sources or {}
+    return {name: _imports(name, path, sources.get(name, path.read_text()), set(paths)) for name, path in paths.items()}
 
 
 def _layer(module: str) -> int:
@@ -80,10 +83,30 @@ def _layer(module: str) -> int:
     return max(matches)[1]
 
 
+def upward_imports(graph: dict) -> list:
+    return [f"{m} ({LAYERS[_layer(m)][0]}) imports {d} ({LAYERS[_layer(d)][0]})" for m, deps in graph.items() for d in deps
+            if _layer(d) > _layer(m)]
+
+
 def test_imports_point_down_the_layers():
-    graph = import_graph()
-    upward = [f"{m} ({LAYERS[_layer(m)][0]}) imports {d} ({LAYERS[_layer(d)][0]})" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m)]
-    assert upward == []
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_upward_import_is_caught():
+    """The check itself: a scene loader that imported the Renderer, or the core a model, would fail it (placed here, not in
+    the code)."""
+    loader = (PACKAGE / "scene" / "blender.py").read_text() + "\nfrom ..render.renderer import Renderer\n"
+    core = (PACKAGE / "autoint" / "layers.py").read_text() + "\n\ndef later():\n    from ..models import SceneModel\n"
+    found = sorted(upward_imports(import_graph({"autoint_cli.scene.blender": loader, "autoint_cli.autoint.layers": core})))
+    assert found == ["autoint_cli.autoint.layers (core) imports autoint_cli.models (models and scenes)",
+                     "autoint_cli.scene.blender (models and scenes) imports autoint_cli.render.renderer (renderers)"]
+
+
+def test_every_folder_of_the_package_is_one_layer():
+    """A newcomer can tell a folder's layer from its name: every module in it is in the folder's layer."""
+    for folder in sorted(p for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()):
+        layers = {LAYERS[_layer(_module_name(m))][0] for m in folder.rglob("*.py")}
+        assert len(layers) == 1, f"{folder.name}: {sorted(layers)}"
 
 
 def test_the_package_has_no_import_cycle():
@@ -106,7 +129,7 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_only_the_cli_reads_argv_or_sets_global_torch_flags():
-    allowed = {"autoint_cli/cli.py", "autoint_cli/fastpath.py"}  # fastpath: scoped contexts that restore the flags
+    allowed = {"autoint_cli/cli.py", "autoint_cli/utils/fastpath.py"}  # fastpath: scoped contexts that restore the flags
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
         name = str(path.relative_to(ROOT))

@@ -125,7 +125,7 @@ def test_bench_render_reads_frame_sizes():
 
 def test_bench_distributed_on_the_cpu(tmp_path):
     from autoint_cli.cli import train_main
-    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
     from helpers import write_config
 
@@ -158,7 +158,7 @@ def test_bench_viewer_counts_the_frames_a_client_gets(tmp_path):
     """The stand-in browser speaks viser's wire format: frames come back, with the viewer's own times, skipped and not."""
     pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
     from autoint_cli.cli import train_main
-    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
     from helpers import write_config
 

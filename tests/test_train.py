@@ -6,12 +6,13 @@ import re
 import pytest
 import torch
 
-from autoint_cli.checkpoint import latest_checkpoint, load_checkpoint
 from autoint_cli.cli import eval_main, render_main, train_main
 from autoint_cli.config import ModelConfig
-from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+from autoint_cli.runs.checkpoint import latest_checkpoint, load_checkpoint
+from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
 from helpers import write_config
+
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):

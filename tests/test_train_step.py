@@ -6,15 +6,16 @@ import time
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers import free_port
 
 from autoint_cli.autoint import HashGrid
-from autoint_cli.config import ModelConfig, RunConfig, TrainConfig, DataConfig
-from autoint_cli.distributed import Distributed
+from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import RadianceField, SceneModel
-from autoint_cli.rays import Rays
-from autoint_cli.render import render_training
 from autoint_cli.train import Batch, BatchSampler, TrainState, TrainStep, save_state, setup_state
+from autoint_cli.utils.distributed import Distributed
+from autoint_cli.volume.rays import Rays
+from autoint_cli.volume.rendering import render_training
+
+from helpers import free_port
 
 MODEL = ModelConfig(n_sections=4, samples_per_section=2, netdepth=2, netwidth=16, multires=3, multires_views=1, sampler_depth=2, sampler_width=16)
 N_RAYS = 24
@@ -130,9 +131,10 @@ def test_two_gloo_processes_take_the_single_process_step(tmp_path):
 
 def test_precrop_draws_from_the_central_crop_first():
     """NeRF's precrop: for the first precrop_iters steps, rows and cols stay in the central precrop_frac of the view; raw_noise_std's noise."""
-    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
-    from autoint_cli.data import load_blender
     import tempfile
+
+    from autoint_cli.scene import load_blender
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
     with tempfile.TemporaryDirectory() as folder:
         scene = load_blender(write_demo_scene(f"{folder}/s", DemoSceneSpec(size=20, n_train=2, n_val=1, n_test=1)))
@@ -199,8 +201,8 @@ def test_a_resumed_run_takes_its_configs_table_rate_and_epsilon(tmp_path):
 
 
 def small_scene(folder, **spec):
-    from autoint_cli.data import load_blender
-    from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
+    from autoint_cli.scene import load_blender
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
     return load_blender(write_demo_scene(f"{folder}/s", DemoSceneSpec(**spec)))
 
@@ -232,8 +234,8 @@ def test_a_random_background_recomposites_each_pixel_by_its_alpha(tmp_path):
 def test_a_random_background_on_opaque_photos_keeps_the_pixels():
     """Images without alpha (photos): the target is the pixel; the rays still get their own background colour to render over."""
     scene_images = torch.rand(2, 6, 6, 3)
-    from autoint_cli.data import Scene
-    from autoint_cli.rays import Intrinsics
+    from autoint_cli.scene import Scene
+    from autoint_cli.volume.rays import Intrinsics
 
     scene = Scene("photos", scene_images, torch.eye(4)[:3].expand(2, 3, 4).clone(), Intrinsics.from_focal(6, 6, 5.0), 2.0, 6.0,
                   torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([1]), torch.eye(4)[:3][None].clone())
@@ -260,8 +262,8 @@ def test_the_step_renders_each_ray_over_its_own_background():
 
 def background_opacity(model, scene) -> float:
     """Mean opacity that the integral renderer gives the val views' empty pixels (α = 0 in the files)."""
-    from autoint_cli.rays import camera_rays
-    from autoint_cli.renderer import Renderer, RenderSettings
+    from autoint_cli.render.renderer import Renderer, RenderSettings
+    from autoint_cli.volume.rays import camera_rays
 
     renderer = Renderer(model, torch.tensor(scene.background), RenderSettings(precision="fp32"))
     values = []

@@ -12,18 +12,19 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from helpers import free_port, wait_for, write_config
 
 from autoint_cli.cli import train_main
-from autoint_cli.data.synthetic import DemoSceneSpec, write_demo_scene
-from autoint_cli.renderer import RenderSettings
-from autoint_cli.run_loader import load_run
+from autoint_cli.render.renderer import RenderSettings
+from autoint_cli.runs.loader import load_run
+from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
+
+from helpers import free_port, wait_for, write_config
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
 pytestmark = [pytest.mark.skipif(BROWSER is None, reason="no Chromium here (apt-get install chromium; .ci/run installs it when it can)")]
 viser = pytest.importorskip("viser", reason="viser is the viewer extra (pip install -e '.[viewer]')")
 
-from autoint_cli.viewer import FrameRenderer, ViewerOptions, start_viewer  # noqa: E402
+from autoint_cli.viewer.server import FrameRenderer, ViewerOptions, start_viewer  # noqa: E402
 
 
 class DevTools:

@@ -14,11 +14,11 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..atomic import write_text
-from ..checkpoint import checkpoint_dir
-from ..chunks import available_memory
 from ..config import ConfigError, ModelConfig, RunConfig, TrainConfig, flatten
-from ..data import Scene
+from ..render.chunks import available_memory
+from ..runs.checkpoint import checkpoint_dir
+from ..scene import Scene
+from ..utils.atomic import write_text
 
 logger = logging.getLogger(__name__)
 

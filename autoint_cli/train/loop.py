@@ -14,11 +14,11 @@ from typing import List, Optional
 
 import torch
 
-from ..checkpoint import checkpoint_path, prune_checkpoints
 from ..config import ConfigError, TrainConfig
-from ..data import scene_from_config
-from ..distributed import SINGLE, Distributed
-from ..media import video_writer_missing
+from ..render.media import video_writer_missing
+from ..runs.checkpoint import checkpoint_path, prune_checkpoints
+from ..scene import scene_from_config
+from ..utils.distributed import SINGLE, Distributed
 from .guards import NonfiniteSteps, RunLock, StopRequest, TrainingError, check_batch, check_run_dir, set_aside_checkpoints, write_run_files
 from .periodic import Periodic, Reporter, ViewRenders, progress_bar, summary_writer
 from .state import build_model, resolve_for_scene, save_state, setup_state
@@ -84,10 +84,10 @@ class Training:
     def _start_viewer(self, scene, device: torch.device):
         """autoint-view's page on 127.0.0.1, drawn from the weights as they train (a frame per browser at most every 0.5 s; a still
         view is drawn again every 2 s, so that it follows the training)."""
-        from ..renderer import RenderSettings
-        from ..run_loader import LoadedRun
-        from ..frames import FrameRenderer
-        from ..viewer import ViewerOptions, start_viewer
+        from ..render.renderer import RenderSettings
+        from ..runs.loader import LoadedRun
+        from ..viewer.frames import FrameRenderer
+        from ..viewer.server import ViewerOptions, start_viewer
 
         run = self.config.run
         live = LoadedRun(self.config, self.state.model, scene, self.state.step, self.run_dir)
@@ -189,7 +189,7 @@ class Training:
 
 def check_viewer(port: int) -> None:
     """The training viewer's needs, checked before the run folder is touched: viser, and a free port on 127.0.0.1."""
-    from ..viewer import check_port, viser_module
+    from ..viewer.server import check_port, viser_module
 
     viser_module()
     check_port("127.0.0.1", port)

@@ -13,11 +13,11 @@ from typing import Callable
 import numpy as np
 from torch import Tensor
 
-from ..data import Scene
-from ..media import to8b, write_frames, write_videos
-from ..metrics import psnr
-from ..renderer import Renderer, RenderSettings
-from ..views import RenderedViews, render_poses, split_poses
+from ..render.media import to8b, write_frames, write_videos
+from ..render.renderer import Renderer, RenderSettings
+from ..render.views import RenderedViews, render_poses, split_poses
+from ..scene import Scene
+from ..utils.metrics import psnr
 from .state import TrainState
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from typing import Callable, Optional
 
 import torch
 
-from ..checkpoint import CheckpointError, check_shapes, checkpoint_path, latest_checkpoint, load_checkpoint, require_keys, save_checkpoint
 from ..config import ModelConfig, RunConfig, TrainConfig, flatten
-from ..data import Scene
 from ..models import SceneModel
+from ..runs.checkpoint import CheckpointError, check_shapes, checkpoint_path, latest_checkpoint, load_checkpoint, require_keys, save_checkpoint
+from ..scene import Scene
 
 logger = logging.getLogger(__name__)
 

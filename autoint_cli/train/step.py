@@ -15,13 +15,13 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..chunks import chunk_slices
-from ..data import Scene
-from ..distributed import SINGLE, Distributed
-from ..fastpath import autocast, compile_module, matmul_precision
 from ..models import RadianceField, SceneModel
-from ..rays import Rays, pixel_rays
-from ..render import render_training
+from ..render.chunks import chunk_slices
+from ..scene import Scene
+from ..utils.distributed import SINGLE, Distributed
+from ..utils.fastpath import autocast, compile_module, matmul_precision
+from ..volume.rays import Rays, pixel_rays
+from ..volume.rendering import render_training
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -158,7 +158,7 @@ class TrainStep:
     Args:
         model: the state's model (left as it was: what is compiled is a new view of it).
         background: [3] the scene's background colour, on the training device.
-        precision: one of :data:`~autoint_cli.fastpath.PRECISIONS`.
+        precision: one of :data:`~autoint_cli.utils.fastpath.PRECISIONS`.
         compile_mode: torch.compile the whole loss of a sub-batch (sampling network, grad networks, compositing, error) and its
             backward in this mode (None: eager). ``reduce-overhead`` replays them as CUDA graphs: the sub-batches have one shape.
         chunk: rays per forward/backward sub-batch (bounds memory; gradients add up to the whole batch's).

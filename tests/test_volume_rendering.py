@@ -1,0 +1,250 @@
+"""Compositing against hand-computed values; the three renderers against each other."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autoint_cli.config import ModelConfig
+from autoint_cli.models import SceneModel
+from autoint_cli.render.chunks import render_chunks
+from autoint_cli.volume.rays import Rays
+from autoint_cli.volume.rendering import activate, composite, render_integral, render_quadrature, render_training
+from autoint_cli.volume.sampling import Sections, uniform_sections
+
+F64 = torch.float64
+
+
+def test_composite_by_hand():
+    """σ = (1, 2) over t-lengths (0.5, 0.25) with ‖d‖ = 2: optical depths (1, 1).
+
+    w1 = 1 − e⁻¹ = 0.6321, w2 = e⁻¹(1 − e⁻¹) = 0.2325, leftover e⁻² = 0.1353 to the background.
+    """
+    sigma = torch.tensor([[1.0, 2.0]], dtype=F64)
+    rgb = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=F64)
+    sections = Sections(torch.tensor([[2.0, 2.5, 2.75]], dtype=F64))
+    out = composite(sigma, rgb, sections, torch.tensor([[2.0]], dtype=F64), torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    e = math.exp(-1)
+    w = torch.tensor([[1 - e, e * (1 - e)]], dtype=F64)
+    torch.testing.assert_close(out.weights, w, rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.rgb, torch.tensor([[1 - e, e * (1 - e), e * e]], dtype=F64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.acc, torch.tensor([[1 - e * e]], dtype=F64), rtol=1e-12, atol=0)
+    # depth = Σ w t_mid = w1·2.25 + w2·2.625
+    torch.testing.assert_close(out.depth, torch.tensor([[(1 - e) * 2.25 + e * (1 - e) * 2.625]], dtype=F64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.disparity, out.acc / out.depth, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("n_sections", [1, 4, 32])
+def test_constant_density_opacity_is_independent_of_sections(n_sections):
+    near, far = torch.full((3, 1), 2.0, dtype=F64), torch.full((3, 1), 6.0, dtype=F64)
+    norm = torch.tensor([[1.0], [1.5], [3.0]], dtype=F64)
+    sections = uniform_sections(near, far, n_sections)
+    out = composite(torch.full((3, n_sections), 0.3, dtype=F64), torch.full((3, n_sections, 3), 0.5, dtype=F64), sections, norm, torch.ones(3, dtype=F64))
+    torch.testing.assert_close(out.acc, 1 - torch.exp(-0.3 * 4 * norm), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out.rgb, (0.5 * out.acc + (1 - out.acc)).expand(3, 3), rtol=1e-12, atol=0)
+
+
+def test_activate_applies_relu_and_sigmoid():
+    raw = torch.tensor([[-1.0, 0.0, 2.0, -3.0], [0.5, 1.0, 1.0, 1.0]], dtype=F64)
+    sigma, rgb = activate(raw)
+    torch.testing.assert_close(sigma, torch.tensor([0.0, 0.5], dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(rgb, torch.sigmoid(raw[:, 1:]), rtol=0, atol=0)
+
+
+class PiecewiseField(nn.Module):
+    """Raw σ and colour constant on each of N equal sections of [near, far]; Φ their exact antiderivative."""
+
+    def __init__(self, values, near, far):
+        super().__init__()
+        self.values = values  # [n_rays, N, 4]
+        self.near, self.far = near, far
+
+    def _section(self, t):
+        n = self.values.shape[1]
+        index = ((t - self.near) / (self.far - self.near) * n).floor().long().clamp(0, n - 1)
+        return index, (self.far - self.near) / n
+
+    def grad(self, rays, t):
+        index, _ = self._section(t)
+        return torch.gather(self.values, 1, index[..., None].expand(*index.shape, 4))
+
+    def integral(self, rays, t):
+        index, width = self._section(t)
+        cumulative = torch.cat((torch.zeros_like(self.values[:, :1]), torch.cumsum(self.values * width, 1)), 1)  # [n_rays, N+1, 4]
+        before = torch.gather(cumulative, 1, index[..., None].expand(*index.shape, 4))
+        start = self.near + index * width
+        return before + torch.gather(self.values, 1, index[..., None].expand(*index.shape, 4)) * (t - start)[..., None]
+
+
+def piecewise_model(n_rays=7, n_sections=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    model = SceneModel(ModelConfig(use_sampler=False, n_sections=n_sections, samples_per_section=3, netdepth=1, netwidth=4)).double()
+    values = torch.randn(n_rays, n_sections, 4, generator=generator, dtype=F64)
+    values[..., 0] = values[..., 0].abs() * 2  # mostly positive densities
+    model.field = PiecewiseField(values, 2.0, 6.0)
+    rays = Rays(torch.randn(n_rays, 3, generator=generator, dtype=F64), torch.randn(n_rays, 3, generator=generator, dtype=F64),
+                torch.full((n_rays, 1), 2.0, dtype=F64), torch.full((n_rays, 1), 6.0, dtype=F64))
+    return model, rays
+
+
+def test_three_renderers_agree_on_a_piecewise_constant_field():
+    model, rays = piecewise_model()
+    background = torch.tensor([1.0, 1.0, 1.0], dtype=F64)
+    integral = render_integral(model.field.integral, model.sections, rays, background)
+    training = render_training(model.field.grad, model.sections, rays, background, 3, torch.Generator().manual_seed(1))
+    quadrature = render_quadrature(model.field.grad, rays, background, n_samples=64)  # 8 bins inside each section
+    for other in (training, quadrature):
+        torch.testing.assert_close(other.rgb, integral.rgb.double(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(other.acc, integral.acc.double(), rtol=1e-6, atol=1e-6)
+
+
+def small_model(**overrides):
+    options = dict(n_sections=8, samples_per_section=2, netdepth=3, netwidth=16, multires=4, multires_views=2, sampler_depth=2, sampler_width=16)
+    options.update(overrides)
+    return SceneModel(ModelConfig(**options)).double()
+
+
+def random_rays(n=9, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return Rays(torch.randn(n, 3, generator=generator, dtype=F64), torch.randn(n, 3, generator=generator, dtype=F64),
+                torch.full((n, 1), 2.0, dtype=F64), torch.full((n, 1), 6.0, dtype=F64))
+
+
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_integral_renderer_equals_quadrature_of_the_grad_networks(shared_trunk):
+    """Section means from Φ differences against 64-point Gauss–Legendre of ∂Φ/∂t in each section (float64)."""
+    model = small_model(shared_trunk=shared_trunk)
+    with torch.no_grad():
+        model.sampler.mlp[-1].weight.normal_(0, 0.5)  # non-uniform sections
+    rays = random_rays()
+    background = torch.tensor([0.2, 0.3, 0.4], dtype=F64)
+    fast = render_integral(model.field.integral, model.sections, rays, background)
+    sections = model.sections(rays)
+    nodes, weights = (torch.from_numpy(x) for x in np.polynomial.legendre.leggauss(64))
+    half, mid = sections.lengths / 2, sections.midpoints
+    t = mid[..., None] + half[..., None] * nodes  # [n_rays, N, 64]
+    values = model.field.grad(rays, t.flatten(-2)).unflatten(-2, t.shape[-2:])  # [n_rays, N, 64, 4]
+    means = 0.5 * torch.einsum("rnkc,k->rnc", values, weights)
+    sigma, rgb = activate(means)
+    reference = composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
+    assert fast.rgb.dtype == F64
+    torch.testing.assert_close(fast.rgb, reference.rgb, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fast.acc, reference.acc, rtol=0, atol=1e-10)
+
+
+def test_integral_renderer_at_another_n_sections():
+    model = small_model()
+    rays = random_rays()
+    background = torch.ones(3, dtype=F64)
+    for n in (4, 8, 16, 5):
+        out = render_integral(model.field.integral, model.sections, rays, background, n_sections=n)
+        assert out.rgb.shape == (9, 3) and out.weights.shape == (9, n)
+
+
+def test_training_renderer_trains_the_sampler_too():
+    model = small_model()
+    out = render_training(model.field.grad, model.sections, random_rays(), torch.ones(3, dtype=F64), 2, torch.Generator().manual_seed(0))
+    out.rgb.sum().backward()
+    assert model.sampler.mlp[-1].weight.grad.abs().sum() > 0
+    assert model.field.networks[0].body[1][0].weight.grad.abs().sum() > 0
+
+
+def test_sigma_noise_shifts_each_sections_raw_density():
+    """raw_noise_std's noise ε_k is added to section k's mean raw σ: the same as a grad network whose σ is raised by ε_k there (float64)."""
+    model = small_model()
+    rays, jitter = random_rays(), torch.rand(9, 8, 2, dtype=F64)
+    noise = torch.randn(9, 8, dtype=F64, generator=torch.Generator().manual_seed(3))
+
+    def raised(rays_, t):
+        raw = model.field.grad(rays_, t)
+        # t holds M = 2 samples of each section in a row: both get their section's ε.
+        return torch.cat((raw[..., :1] + noise.repeat_interleave(2, -1)[..., None], raw[..., 1:]), -1)
+
+    background = torch.ones(3, dtype=F64)
+    noisy = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter, sigma_noise=noise)
+    expected = render_training(raised, model.sections, rays, background, 2, jitter=jitter)
+    plain = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter)
+    torch.testing.assert_close(noisy.rgb, expected.rgb, rtol=1e-12, atol=1e-12)
+    assert (noisy.rgb - plain.rgb).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_every_trainable_parameter_gets_a_gradient_and_only_output_biases_are_frozen(shared_trunk):
+    """DistributedDataParallel runs without searching for unused parameters: this is what it relies on."""
+    model = small_model(shared_trunk=shared_trunk)
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    outputs = [net.body[1][-1] for net in model.field.networks]
+    assert frozen == [f"field.networks.{i}.body.layers.1.layers.{len(net.body[1]) - 1}.bias" for i, net in enumerate(model.field.networks)]
+    assert all(layer.bias is not None and not layer.bias.requires_grad for layer in outputs)
+    out = render_training(model.field.grad, model.sections, random_rays(), torch.ones(3, dtype=F64), 2, jitter=torch.rand(9, 8, 2, dtype=F64))
+    out.rgb.sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
+def test_a_window_of_sections_renders_what_lies_inside_it():
+    """render_integral with ``first``/``kept`` on the exactly integrable field: where each ray's sections outside its window
+    are empty (raw σ < 0), the window's K + 1 posts give the colour, opacity and depth of all N + 1; what lies outside is
+    left out (a dense section before a window no longer dims it)."""
+    model, rays = piecewise_model(n_rays=6, n_sections=8, seed=5)
+    first, kept = torch.tensor([0, 1, 2, 3, 4, 5]), 3
+    k = torch.arange(8)
+    inside = (k >= first[:, None]) & (k < first[:, None] + kept)
+    values = model.field.values
+    values[..., 0] = torch.where(inside, values[..., 0].abs() + 0.5, torch.full_like(values[..., 0], -1.0))
+    background = torch.tensor([1.0, 0.5, 0.0], dtype=F64)
+    full = render_integral(model.field.integral, model.sections, rays, background)
+    windowed = render_integral(model.field.integral, model.sections, rays, background, first=first, kept=kept)
+    assert windowed.weights.shape == (6, kept)
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(windowed, name), getattr(full, name), rtol=0, atol=1e-12)
+    values[1:, :, 0] = torch.where(k == first[1:, None] - 1, 3.0, values[1:, :, 0])  # a dense section just before the window
+    dimmed = render_integral(model.field.integral, model.sections, rays, background)
+    assert (dimmed.rgb[1:] - full.rgb[1:]).abs().amax() > 1e-3
+    again = render_integral(model.field.integral, model.sections, rays, background, first=first, kept=kept)
+    torch.testing.assert_close(again.rgb, windowed.rgb, rtol=0, atol=1e-12)
+
+
+def test_render_chunks_equals_one_pass():
+    model = small_model()
+    rays = random_rays(n=20)
+    background = torch.ones(3, dtype=F64)
+    whole = render_integral(model.field.integral, model.sections, rays, background)
+    shapes = []
+
+    def render(r):
+        shapes.append(r.shape[0])
+        return render_integral(model.field.integral, model.sections, r, background)
+
+    chunked = render_chunks(render, rays.reshape(4, 5), chunk=3)
+    assert chunked.rgb.shape == (4, 5, 3)
+    assert shapes == [3] * 7  # 20 rays: six full chunks and the last padded from 2 to 3
+    even = render_chunks(render, rays, chunk=8)
+    assert shapes[-3:] == [7, 7, 7]  # 20 rays in three equal chunks, one ray of padding
+    torch.testing.assert_close(even.rgb, whole.rgb, rtol=0, atol=1e-12)
+    single = render_chunks(render, rays, chunk=64)
+    assert shapes[-1] == 20  # one chunk: no padding
+    torch.testing.assert_close(single.rgb, whole.rgb, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunked.rgb.reshape(20, 3), whole.rgb, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunked.depth.reshape(20, 1), whole.depth, rtol=0, atol=1e-12)
+    for chunk in (8, 64):  # same_size: every chunk exactly `chunk` rays, even the only one
+        fixed = render_chunks(render, rays, chunk=chunk, same_size=True)
+        assert set(shapes[-((20 + chunk - 1) // chunk):]) == {chunk}
+        torch.testing.assert_close(fixed.rgb, whole.rgb, rtol=0, atol=1e-12)
+
+
+def test_integral_depth_is_the_analytic_expected_depth_of_a_piecewise_field():
+    """On the exactly integrable piecewise-constant field, depth = Σ_k T_k (1 − e^{−σ_k δ_k}) t̄_k with T_k = e^{−Σ_{j<k} σ_j δ_j},
+    computed here in closed form per ray (relu on σ, section midpoints t̄_k, δ_k = Δt·‖d‖)."""
+    model, rays = piecewise_model(n_rays=5, n_sections=8, seed=3)
+    out = render_integral(model.field.integral, model.sections, rays, torch.ones(3, dtype=F64))
+    values = model.field.values.numpy()
+    for r in range(5):
+        norm = float(rays.directions[r].norm())
+        delta, expected, optical = 0.5 * norm, 0.0, 0.0
+        for k in range(8):
+            sigma = max(values[r, k, 0], 0.0)
+            expected += math.exp(-optical) * (1 - math.exp(-sigma * delta)) * (2.0 + 0.5 * k + 0.25)
+            optical += sigma * delta
+        torch.testing.assert_close(out.depth[r, 0].double(), torch.tensor(expected, dtype=F64), rtol=1e-6, atol=1e-6)

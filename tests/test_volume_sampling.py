@@ -1,0 +1,83 @@
+"""Section posts and the samples inside them."""
+import pytest
+import torch
+
+from autoint_cli.volume.sampling import prefix_sum, resample_sections, sections_from_lengths, stratified_samples, uniform_sections
+
+
+def bounds(n=6):
+    near = torch.rand(n, 1, dtype=torch.float64) + 1
+    return near, near + 2 + torch.rand(n, 1, dtype=torch.float64)
+
+
+def test_uniform_sections():
+    near, far = bounds()
+    s = uniform_sections(near, far, 8)
+    assert s.posts.shape == (6, 9) and s.n_sections == 8
+    torch.testing.assert_close(s.lengths, ((far - near) / 8).expand(6, 8), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s.midpoints[:, 0:1], near + (far - near) / 16, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 100.0])
+def test_sections_from_lengths_are_valid(scale):
+    near, far = bounds()
+    raw = torch.randn(6, 16, dtype=torch.float64) * scale
+    s = sections_from_lengths(raw, near, far)
+    assert s.posts.shape == (6, 17)
+    assert (s.lengths > 0).all()
+    torch.testing.assert_close(s.posts[:, :1], near, rtol=0, atol=0)
+    torch.testing.assert_close(s.posts[:, -1:], far, rtol=0, atol=0)
+    torch.testing.assert_close(s.lengths.sum(-1, keepdim=True), far - near, rtol=1e-12, atol=1e-12)
+    if scale == 0.0:  # an untrained (zero) head gives uniform sections
+        torch.testing.assert_close(s.lengths, ((far - near) / 16).expand(6, 16), rtol=1e-12, atol=1e-12)
+
+
+def test_sections_from_lengths_formula():
+    """ℓ_k ∝ |a_k + span/N| + ε·span/N: for a = (0, 2, −1) on [0, 3], span/N = 1, ε = 1e-3."""
+    s = sections_from_lengths(torch.tensor([[0.0, 2.0, -1.0]], dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64), torch.full((1, 1), 3.0, dtype=torch.float64))
+    weights = torch.tensor([1.001, 3.001, 0.001], dtype=torch.float64)
+    torch.testing.assert_close(s.lengths[0], 3 * weights / weights.sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_resample_by_a_divisor_keeps_every_kth_post():
+    near, far = bounds()
+    s = sections_from_lengths(torch.randn(6, 32, dtype=torch.float64), near, far)
+    for n in (16, 8, 4, 1):
+        torch.testing.assert_close(resample_sections(s, n).posts, s.posts[:, :: 32 // n], rtol=0, atol=0)
+    assert resample_sections(s, 32) is s
+
+
+def test_resample_to_other_counts_is_monotone_and_spans():
+    near, far = bounds()
+    s = sections_from_lengths(torch.randn(6, 32, dtype=torch.float64) * 3, near, far)
+    for n in (5, 12, 64):
+        r = resample_sections(s, n)
+        assert r.posts.shape == (6, n + 1) and (r.lengths > 0).all()
+        torch.testing.assert_close(r.posts[:, [0, -1]], s.posts[:, [0, -1]], rtol=0, atol=1e-12)
+    # Uniform posts stay uniform at any count.
+    u = uniform_sections(near, far, 32)
+    torch.testing.assert_close(resample_sections(u, 5).posts, uniform_sections(near, far, 5).posts, rtol=0, atol=1e-12)
+
+
+def test_stratified_samples_stay_in_their_sections():
+    near, far = bounds()
+    s = sections_from_lengths(torch.randn(6, 8, dtype=torch.float64), near, far)
+    t = stratified_samples(s, 4, torch.Generator().manual_seed(0))
+    assert t.shape == (6, 8, 4)
+    lower = s.posts[:, :-1, None] + s.lengths[..., None] * torch.arange(4, dtype=torch.float64) / 4
+    assert ((t >= lower) & (t < lower + s.lengths[..., None] / 4)).all()
+    mid = stratified_samples(s, 4)
+    torch.testing.assert_close(mid, lower + s.lengths[..., None] / 8, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(t, stratified_samples(s, 4, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 32, 33])
+def test_prefix_sum_matches_cumsum(n):
+    """The shifted-addition scan against torch.cumsum in float64, on random rows of every length class (powers of two and not)."""
+    x = torch.randn(5, 7, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    torch.testing.assert_close(prefix_sum(x), torch.cumsum(x, -1), rtol=1e-12, atol=1e-12)
+    # Gradients pass through too (the sampling network trains through the posts).
+    x.requires_grad_(True)
+    weights = torch.randn(n, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((prefix_sum(x) * weights).sum(), x)
+    torch.testing.assert_close(grad, torch.flip(torch.cumsum(torch.flip(weights, [0]), 0), [0]).expand_as(x), rtol=1e-12, atol=1e-12)
