@@ -33,9 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs from a checkout that is not installed too (as on a device machine): the package is found beside the script.
 sys.path.insert(0, str(ROOT))
 # What a --smoke run is: the demo config, a few seconds a seed, on the CPU.
-SMOKE = {"config": "configs/demo.txt", "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
+SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
-SETTINGS = ("config", "config_text", "datadir", "scene_sha256", "seconds", "train_args", "n_sections", "splits", "precision", "compile",
+# (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
+SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "splits", "precision", "compile",
             "trainings_at_once")
 
 
@@ -84,10 +85,15 @@ def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     cuda = cuda_available()
     args.precision = args.precision or ("bf16" if cuda else "fp32")
     args.compile = cuda if args.compile is None else args.compile
-    args.datadir = args.datadir or config_value(Path(args.config), "datadir")
+    # The trainings run in the checkout's root: paths given here are made absolute, and a config's datadir is the root's.
+    args.config_file = Path(args.config).resolve()
+    from_config = config_value(args.config_file, "datadir")
+    args.datadir = args.datadir or from_config
     if not args.datadir:
         parser.error(f"--datadir: {args.config} names no datadir")
-    args.workdir = args.workdir or ROOT / "logs" / "bench_quality" / args.out.stem
+    args.scene_dir = ROOT / from_config if args.datadir == from_config and not Path(from_config).is_absolute() else Path(args.datadir).resolve()
+    args.generate_demo = str(config_value(args.config_file, "generate_demo")).lower() in ("true", "yes", "1", "on")
+    args.workdir = (args.workdir or ROOT / "logs" / "bench_quality" / args.out.stem).resolve()
     return args
 
 
@@ -133,7 +139,7 @@ def autoint(*args: str) -> List[str]:
 
 def train_command(args: argparse.Namespace, seed: int) -> List[str]:
     """autoint-train for one seed: the config, the budget, no videos or test renders inside the budget, a fresh run."""
-    return autoint("train", "--config", args.config, "--datadir", str(args.datadir), "--basedir", str(args.workdir),
+    return autoint("train", "--config", str(args.config_file), "--datadir", str(args.scene_dir), "--basedir", str(args.workdir),
                    "--expname", f"seed{seed}", "--seed", str(seed), "--max_train_seconds", f"{args.seconds:g}", "--n_iters", "1000000000",
                    "--i_video", "0", "--i_testset", "0", "--quiet", "--no_reload", *args.train_args)
 
@@ -223,7 +229,8 @@ def summarise(seeds: Dict[str, Dict]) -> Dict:
 
 
 def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
-    return {"config": args.config, "config_text": Path(args.config).read_text(), "datadir": str(args.datadir),
+    inside = args.config_file.is_relative_to(ROOT)  # recorded from the checkout's root, the same on every machine
+    return {"config": str(args.config_file.relative_to(ROOT)) if inside else str(args.config_file), "config_text": args.config_file.read_text(), "datadir": str(args.datadir),
             "scene_sha256": scene["sha256"], "scene_files": scene["files"],
             "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
@@ -246,10 +253,13 @@ def earlier_seeds(out: Path, settings: Dict) -> Dict[str, Dict]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    datadir = Path(args.datadir)
-    if not datadir.is_dir():
-        raise SystemExit(f"bench_quality: --datadir {datadir}: no such folder")
-    settings = settings_of(args, scene_sha256(datadir))
+    if args.generate_demo and not args.scene_dir.exists():
+        from autoint_cli.scene.synthetic import ensure_demo_scene
+
+        ensure_demo_scene(args.scene_dir)  # as autoint-train would, before the scene is hashed
+    if not args.scene_dir.is_dir():
+        raise SystemExit(f"bench_quality: --datadir {args.datadir}: no such folder")
+    settings = settings_of(args, scene_sha256(args.scene_dir))
     seeds = earlier_seeds(args.out, settings)
     todo = [s for s in args.seeds if str(s) not in seeds]
     # A seed whose training finished in an earlier call (seed<S>_run.json in the workdir) is scored, not trained again.

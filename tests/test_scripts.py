@@ -207,8 +207,10 @@ def test_check_viewer_frames_compares_and_hands_over_a_new_n(tiny_run):
 
 def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     """--smoke: the demo config, two seeds, one JSON with per-seed scores, their mean ± std and what ties it to the scene."""
-    out, work = tmp_path / "q.json", tmp_path / "work"
-    proc = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--workdir", str(work), "--out", str(out), "--commit", "abc")
+    out, work, scene = tmp_path / "q.json", tmp_path / "work", tmp_path / "demo"
+    # From another folder, with the demo scene not there yet: it is generated first, as autoint-train would.
+    proc = run(str(ROOT / "scripts" / "bench_quality.py"), "--smoke", "--seconds", "3", "--datadir", "demo", "--workdir", "work",
+               "--out", "q.json", "--commit", "abc", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     seeds = report["seeds"]
@@ -223,17 +225,18 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     summary = report["summary"]["test"]["16"]
     values = [seeds[s]["splits"]["test"]["16"]["psnr"] for s in seeds]
     assert summary["psnr_mean"] == pytest.approx(np.mean(values)) and summary["psnr_std"] == pytest.approx(np.std(values))
-    assert report["settings"]["scene_sha256"] == bench_quality_module().scene_sha256(ROOT / "data" / "demo")["sha256"]
+    assert report["settings"]["scene_sha256"] == bench_quality_module().scene_sha256(scene)["sha256"]
+    assert report["settings"]["config"] == "configs/demo.txt" and (work / "seed0" / "checkpoints").is_dir()
     assert "PSNR" in proc.stdout and "2 seeds" in proc.stdout
     # Seeds already scored are kept, not trained again; a seed trained by a call that stopped before scoring is scored only.
     (work / "seed1_test.json").unlink()
     log = (work / "seed0_train.log").stat().st_mtime_ns
-    again = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--seeds", "0", "1", "--workdir", str(work),
-                "--out", str(tmp_path / "again.json"))
+    again = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--seeds", "0", "1", "--datadir", str(scene),
+                "--workdir", str(work), "--out", str(tmp_path / "again.json"))
     assert again.returncode == 0, again.stderr
     assert (work / "seed0_train.log").stat().st_mtime_ns == log and (work / "seed1_test.json").is_file()
     # Other settings into the same JSON are refused in one line.
-    other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--workdir", str(work), "--out", str(out))
+    other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--datadir", str(scene), "--workdir", str(work), "--out", str(out))
     assert other.returncode == 1 and "holds runs with other settings (seconds)" in other.stderr and "Traceback" not in other.stderr
 
 
@@ -250,7 +253,7 @@ def bench_quality_module():
     ((), "--config and --seconds are needed (or --smoke)"),
     (("--config", "configs/missing.txt", "--seconds", "5"), "--config configs/missing.txt: no such file"),
     (("--smoke", "--seconds", "0"), "--seconds must be positive, got 0"),
-    (("--smoke", "--datadir", "no/such/folder"), "--datadir no/such/folder: no such folder"),
+    (("--config", "configs/lego_shared.txt", "--seconds", "5", "--datadir", "no/such/folder"), "--datadir no/such/folder: no such folder"),
 ])
 def test_bench_quality_bad_arguments(tmp_path, args, message):
     proc = run("scripts/bench_quality.py", *args, "--out", str(tmp_path / "q.json"))
