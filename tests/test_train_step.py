@@ -232,16 +232,19 @@ def test_a_random_background_recomposites_each_pixel_by_its_alpha(tmp_path):
 
 
 def test_a_random_background_on_opaque_photos_keeps_the_pixels():
-    """Images without alpha (photos): the target is the pixel; the rays still get their own background colour to render over."""
-    scene_images = torch.rand(2, 6, 6, 3)
+    """Images without alpha (photos): the target is the pixel; the rays still get their own background colour to render over.
+    The training views are 2 and 0 of 3, in that order: the sampler's slots 0 and 1."""
+    scene_images = torch.rand(3, 6, 6, 3)
     from autoint_cli.scene import Scene
     from autoint_cli.volume.rays import Intrinsics
 
-    scene = Scene("photos", scene_images, torch.eye(4)[:3].expand(2, 3, 4).clone(), Intrinsics.from_focal(6, 6, 5.0), 2.0, 6.0,
-                  torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([1]), torch.eye(4)[:3][None].clone())
+    train = torch.tensor([2, 0])
+    scene = Scene("photos", scene_images, torch.eye(4)[:3].expand(3, 3, 4).clone(), Intrinsics.from_focal(6, 6, 5.0), 2.0, 6.0,
+                  train, torch.tensor([1]), torch.tensor([1]), torch.eye(4)[:3][None].clone())
     batch = BatchSampler(scene, torch.device("cpu"), 50, 4, 2, random_bkgd=True)(torch.Generator().manual_seed(3), 0)
-    views, rows, cols = BatchSampler(scene, torch.device("cpu"), 50, 4, 2)._pixels(torch.Generator().manual_seed(3), 0)
-    torch.testing.assert_close(batch.target, scene_images[views, rows, cols], rtol=0, atol=0)
+    slots, rows, cols = BatchSampler(scene, torch.device("cpu"), 50, 4, 2)._pixels(torch.Generator().manual_seed(3), 0)
+    assert set(slots.tolist()) == {0, 1}
+    torch.testing.assert_close(batch.target, scene_images[train[slots], rows, cols], rtol=0, atol=0)
     assert batch.background.shape == (50, 3)
 
 

@@ -90,16 +90,13 @@ class BatchSampler:
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
                  precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False):
         self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
-        self.views = scene.i_train.to(device)
-        self.images = scene.images.to(device)
+        # Only the training views go to the device, indexed by their place k in i_train (a slot).
+        self.images = scene.images[scene.i_train].to(device)
+        self.c2w = scene.c2w[scene.i_train].to(device)
         self.random_bkgd = random_bkgd
         self.scene_background = torch.tensor(scene.background, device=device)
-        # 1 − α of the training views (the others stay 0: they are never drawn), indexed like the images.
-        self.transparency = None
-        if random_bkgd and scene.alpha is not None:
-            self.transparency = torch.zeros(scene.alpha.shape, device=device)
-            self.transparency[self.views] = 1 - scene.alpha[scene.i_train].to(device)
-        self.c2w = scene.c2w.to(device)
+        # 1 − α of the training views, where the images have an alpha to composite by.
+        self.transparency = 1 - scene.alpha[scene.i_train].to(device) if random_bkgd and scene.alpha is not None else None
         self.jitter_shape = (n_rays, n_sections, samples_per_section)
         self.local = dist.split(n_rays)
         self.precrop_iters = precrop_iters
@@ -108,14 +105,15 @@ class BatchSampler:
         self.crop = (h // 2 - crop_h // 2, w // 2 - crop_w // 2, crop_h, crop_w)  # top, left, height, width
 
     def _pixels(self, generator: torch.Generator, step: int):
-        """(view, row, col) of ``n_rays`` pixels: anywhere, or in the central crop while ``step`` < precrop_iters."""
+        """(slot, row, col) of ``n_rays`` pixels, slot k being training view i_train[k]: anywhere, or in the central crop while
+        ``step`` < precrop_iters."""
         top, left, h, w = (0, 0, self.scene.H, self.scene.W) if step >= self.precrop_iters else self.crop
-        index = torch.randint(0, len(self.views) * h * w, (self.n_rays,), generator=generator, device=generator.device)
+        index = torch.randint(0, self.images.shape[0] * h * w, (self.n_rays,), generator=generator, device=generator.device)
         pixel = index % (h * w)
-        return self.views[index // (h * w)], top + pixel // w, left + pixel % w
+        return index // (h * w), top + pixel // w, left + pixel % w
 
     def __call__(self, generator: torch.Generator, step: int = 0) -> Batch:
-        views, rows, cols = (x[self.local] for x in self._pixels(generator, step))
+        views, rows, cols = (x[self.local] for x in self._pixels(generator, step))  # views: slots
         jitter = torch.rand(self.jitter_shape, generator=generator, device=self.device)[self.local]
         noise = None
         if self.raw_noise_std > 0:
