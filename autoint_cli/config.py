@@ -125,6 +125,12 @@ class RunConfig:
                                  minimum=0, default=0.0)
     random_bkgd: bool = _help("train on a random background colour per ray: pixels are composited again on it by their alpha (opaque "
                               "pixels stay as they are) and rendered over it, so density in empty space is never free", default=False)
+    smooth_rgb: float = _help("weight of a penalty on the raw colour changing between neighbouring samples along a training ray: "
+                              "a section's colour is the mean over all of it, so colour behind surfaces must not stray", minimum=0,
+                              default=0.0)
+    post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
+                              "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
+                              minimum=0, default=0.0)
     viewer: bool = _help("serve autoint-view's page on 127.0.0.1:viewer_port while training, drawn from the current weights "
                          "(each browser at most twice a second)", default=False)
     viewer_port: int = _help("port of the training viewer's page", minimum=1, default=7007)
@@ -283,6 +289,8 @@ def check_train_config(config: TrainConfig) -> None:
             raise ConfigError(problem)
     if not 0 < r.precrop_frac <= 1:
         raise ConfigError(f"precrop_frac must be in (0, 1], got {r.precrop_frac}")
+    if not 0 <= r.post_shift <= 1:
+        raise ConfigError(f"post_shift must be in [0, 1], got {r.post_shift}")
     if not r.lrate > 0:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")
     if not r.lrate_decay > 0:

@@ -10,7 +10,7 @@ on the device, without a host synchronisation. ``autoint-train``, torchrun and
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import render_training
+from ..volume.rendering import colour_variation, render_training
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -38,6 +38,8 @@ class Batch:
         sigma_noise: [n_rays, n_sections] noise added to the sections' raw mean density (``raw_noise_std``), or None.
         background: [n_rays, 3] each ray's own background colour (``random_bkgd``; ``target`` is composited on it), or None:
             the scene's.
+        post_shift: [n_rays, n_sections − 1] how far each inner post moves, in [−½, ½] of a neighbouring section
+            (``post_shift``), or None.
     """
 
     rays: Rays
@@ -46,6 +48,7 @@ class Batch:
     n_total: int
     sigma_noise: Optional[Tensor] = None
     background: Optional[Tensor] = None
+    post_shift: Optional[Tensor] = None
 
 
 class StepInterrupted(Exception):
@@ -85,11 +88,15 @@ class BatchSampler:
     target = image + (1 − α)(b − scene background). Against one fixed
     background, density of that very colour in empty space costs nothing
     (white fog on Blender scenes); against a random one it always does.
+    With ``post_shift`` s > 0 each inner post of a ray's sections moves by
+    u ~ U[−s/2, s/2) of a neighbouring section.
     """
 
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
-                 precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False):
+                 precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False,
+                 post_shift: float = 0.0):
         self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
+        self.post_shift = post_shift
         # Only the training views go to the device, indexed by their place k in i_train (a slot).
         self.images = scene.images[scene.i_train].to(device)
         self.c2w = scene.c2w[scene.i_train].to(device)
@@ -125,29 +132,38 @@ class BatchSampler:
             background = torch.rand((self.n_rays, 3), generator=generator, device=self.device)[self.local]
             if self.transparency is not None:
                 target = target + self.transparency[views, rows, cols] * (background - self.scene_background)
-        return Batch(rays, target, jitter, self.n_rays, noise, background)
+        shift = None
+        if self.post_shift > 0:  # drawn last, for the same reason
+            n_inner = self.jitter_shape[1] - 1
+            shift = self.post_shift * (torch.rand((self.n_rays, n_inner), generator=generator, device=self.device)[self.local] - 0.5)
+        return Batch(rays, target, jitter, self.n_rays, noise, background, shift)
 
 
 class TrainingLoss(nn.Module):
     """The training renderer and the squared error as one module, so that one torch.compile graph (and DistributedDataParallel's hooks) covers both.
 
-    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise)``
+    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns Σ (rgb − target)² over the sub-batch: [].
+    with a colour per ray) and returns (Σ (rgb − target)², Σ V) over the
+    sub-batch: [] each, V the :func:`colour_variation` of each ray (zero
+    without ``smooth_rgb``, and then not computed).
     """
 
-    def __init__(self, model: SceneModel):
+    def __init__(self, model: SceneModel, smooth_rgb: float = 0.0):
         super().__init__()
-        self.model = model
+        self.model, self.smooth_rgb = model, smooth_rgb
         self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
 
     def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor,
-                sigma_noise: Optional[Tensor] = None) -> Tensor:
+                sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         rays = Rays(origins, directions, near, far)
         m = self.model.config.samples_per_section
-        rgb = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise).rgb
-        return torch.sum((rgb.float() - target) ** 2)
+        out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift)
+        squared = torch.sum((out.rgb.float() - target) ** 2)
+        if self.smooth_rgb == 0 or out.samples is None:
+            return squared, torch.zeros_like(squared)
+        return squared, colour_variation(out.samples).sum()
 
 
 class TrainStep:
@@ -161,13 +177,16 @@ class TrainStep:
             backward in this mode (None: eager). ``reduce-overhead`` replays them as CUDA graphs: the sub-batches have one shape.
         chunk: rays per forward/backward sub-batch (bounds memory; gradients add up to the whole batch's).
         dist: this process among torchrun's; gradients are averaged by DistributedDataParallel.
+        smooth_rgb: weight λ of the mean :func:`colour_variation` of the rays, added to the mean squared error for the
+            gradients (the loss reported stays the squared error).
     """
 
     def __init__(self, model: SceneModel, background: Tensor, precision: str = "tf32", compile_mode: Optional[str] = None, chunk: int = 4096,
-                 dist: Distributed = SINGLE):
+                 dist: Distributed = SINGLE, smooth_rgb: float = 0.0):
         self.background, self.precision, self.chunk, self.dist = background, precision, chunk, dist
+        self.smooth_rgb = smooth_rgb
         self.device = background.device
-        loss = TrainingLoss(model)
+        loss = TrainingLoss(model, smooth_rgb)
         self.loss: nn.Module = loss if compile_mode is None else compile_module(loss, compile_mode)
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -207,12 +226,15 @@ class TrainStep:
             sync = contextlib.nullcontext() if last or not self.dist.active else self.loss.no_sync()
             rays = batch.rays[part]
             noise = None if batch.sigma_noise is None else batch.sigma_noise[part]
+            shift = None if batch.post_shift is None else batch.post_shift[part]
             background = self.background if batch.background is None else batch.background[part]
             with sync:
                 with autocast(self.precision, self.device):
-                    squared = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part], background, noise)
+                    squared, variation = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part],
+                                                   background, noise, shift)
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
                 loss = squared / (3 * n_local)
-                loss.backward()
+                objective = loss + self.smooth_rgb * variation / n_local if self.smooth_rgb > 0 else loss
+                objective.backward()
             total += loss.detach() / self.dist.world_size
         return total

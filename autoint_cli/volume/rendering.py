@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .rays import Rays
-from .sampling import Sections, prefix_sum, resample_sections, stratified_samples, uniform_sections
+from .sampling import Sections, prefix_sum, resample_sections, shift_posts, stratified_samples, uniform_sections
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,15 @@ class RenderOutput:
         acc: [*rays, 1] accumulated opacity Σ w_k.
         depth: [*rays, 1] expected depth Σ w_k t̄_k in t (0 where nothing is hit).
         weights: [*rays, n_sections].
+        samples: [*rays, n_sections · M, 4] the raw grad-network values at the training renderer's samples, in order along
+            each ray (σ in channel 0, colour in 1:4); None from the other renderers.
     """
 
     rgb: Tensor
     acc: Tensor
     depth: Tensor
     weights: Tensor
+    samples: Optional[Tensor] = None
 
     @property
     def disparity(self) -> Tensor:
@@ -97,6 +100,7 @@ QUADRATURE_SAMPLES = 128
 def render_training(
     grad: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, samples_per_section: int,
     generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None, sigma_noise: Optional[Tensor] = None,
+    post_shift: Optional[Tensor] = None,
 ) -> RenderOutput:
     """The training renderer: grad networks at M stratified samples per section, section means.
 
@@ -104,8 +108,14 @@ def render_training(
     [0, 1) when given, else are drawn from ``generator`` (midpoints without either).
     ``sigma_noise`` [*rays, N], when given, is added to each section's raw mean
     density before the relu (NeRF's ``raw_noise_std`` regulariser, per section).
+    ``post_shift`` [*rays, N − 1] in [−½, ½], when given, moves the inner posts
+    (:func:`~autoint_cli.volume.sampling.shift_posts`): sections that straddle
+    the trained ones, as the sampler's sections for an unseen ray may.
+    The output keeps the raw samples (``samples``) for the regularisers.
     """
     sections = sections_fn(rays)
+    if post_shift is not None:
+        sections = shift_posts(sections, post_shift)
     m = samples_per_section
     t = stratified_samples(sections, m, generator, jitter)  # [*rays, N, M]
     raw = grad(rays, t.flatten(-2))  # [*rays, N·M, 4]
@@ -113,7 +123,28 @@ def render_training(
     if sigma_noise is not None:
         means = torch.cat((means[..., :1] + sigma_noise[..., None], means[..., 1:]), -1)
     sigma, rgb = activate(means)
-    return composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
+    out = composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
+    return RenderOutput(out.rgb, out.acc, out.depth, out.weights, raw)
+
+
+def colour_variation(samples: Tensor) -> Tensor:
+    """How much the raw colour changes along each ray: the mean squared step between neighbouring samples.
+
+        V = 1/(3(S − 1)) Σ_{j<S−1} ‖c_{j+1} − c_j‖²
+
+    A section's colour is the sigmoid of the *mean* raw colour over all of it,
+    so raw colour behind a surface (never seen, so never fitted) enters the
+    colour of any section that reaches past the surface. Small V keeps it at
+    the surface's own.
+
+    Args:
+        samples: [*rays, S, 4] raw values in order along each ray (colour in 1:4), S ≥ 2.
+
+    Returns:
+        [*rays].
+    """
+    colour = samples[..., 1:].float()
+    return ((colour[..., 1:, :] - colour[..., :-1, :]) ** 2).mean((-2, -1))
 
 
 def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:

@@ -102,6 +102,25 @@ def resample_sections(sections: Sections, n_sections: int) -> Sections:
     return Sections(left + frac * (right - left))
 
 
+def shift_posts(sections: Sections, shift: Tensor) -> Sections:
+    """Sections with their inner posts moved, each within the halves of its two neighbouring sections.
+
+        p'_k = p_k + u_k (p_{k+1} − p_k) for u_k ≥ 0,   p'_k = p_k + u_k (p_k − p_{k−1}) for u_k < 0,
+
+    k = 1 … N − 1, near and far kept. With u_k in [−½, ½] every post stays
+    between the midpoints of the sections beside it, so the posts keep their order.
+
+    Args:
+        sections: posts [*rays, N + 1].
+        shift: [*rays, N − 1] u_k, in [−½, ½].
+    """
+    posts = sections.posts
+    inner = posts[..., 1:-1]
+    shift = shift.to(posts.dtype)
+    moved = inner + torch.where(shift >= 0, shift * (posts[..., 2:] - inner), shift * (inner - posts[..., :-2]))
+    return Sections(torch.cat((posts[..., :1], moved, posts[..., -1:]), -1))
+
+
 def stratified_samples(
     sections: Sections, n_per_section: int, generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None
 ) -> Tensor:
