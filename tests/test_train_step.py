@@ -13,7 +13,7 @@ from autoint_cli.models import RadianceField, SceneModel
 from autoint_cli.train import Batch, BatchSampler, TrainState, TrainStep, save_state, setup_state
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import render_training
+from autoint_cli.volume.rendering import colour_variation, render_training
 
 from helpers import free_port
 
@@ -89,6 +89,47 @@ def test_sub_batches_give_the_whole_batch_step():
     torch.testing.assert_close(a.loss, b.loss, rtol=1e-6, atol=0)
     for key, value in whole.model.state_dict().items():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_smooth_rgb_adds_its_weighted_colour_variation_to_the_gradients():
+    """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V (autograd on one pass);
+    the loss reported stays the squared error."""
+    state, batch, lam = make_state(), make_batch(), 0.3
+    state.model.double()
+    batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
+                                jitter=batch.jitter.double())
+    background = torch.ones(3, dtype=torch.float64)
+    grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
+    out = render_training(grad, state.model.sections, batch.rays, background, MODEL.samples_per_section, jitter=batch.jitter)
+    mse = torch.mean((out.rgb - batch.target) ** 2)
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    expected = torch.autograd.grad(mse + lam * colour_variation(out.samples).mean(), params, retain_graph=True)
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, smooth_rgb=lam)
+    loss = step._backward(batch, None)
+    torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
+    # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.
+    for p, g in zip(params, expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+    plain = torch.autograd.grad(mse, params)
+    assert any((p.grad - g).abs().max() > 1e-6 for p, g in zip(params, plain))
+
+
+def test_post_shift_is_drawn_last_and_within_its_share():
+    """post_shift s draws u in [−s/2, s/2) for each inner post after everything else, so the other draws of a batch are unchanged."""
+    import tempfile
+
+    from autoint_cli.scene import load_blender
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
+
+    with tempfile.TemporaryDirectory() as folder:
+        scene = load_blender(write_demo_scene(f"{folder}/s", DemoSceneSpec(size=20, n_train=2, n_val=1, n_test=1)))
+    plain = BatchSampler(scene, torch.device("cpu"), 2000, 6, 2)(torch.Generator().manual_seed(0), 0)
+    shifted = BatchSampler(scene, torch.device("cpu"), 2000, 6, 2, post_shift=0.6)(torch.Generator().manual_seed(0), 0)
+    assert plain.post_shift is None and shifted.post_shift.shape == (2000, 5)
+    assert shifted.post_shift.min() >= -0.3 and shifted.post_shift.max() < 0.3 and shifted.post_shift.abs().max() > 0.29
+    torch.testing.assert_close(shifted.jitter, plain.jitter, rtol=0, atol=0)
+    torch.testing.assert_close(shifted.target, plain.target, rtol=0, atol=0)
+    torch.testing.assert_close(shifted.rays.origins, plain.rays.origins, rtol=0, atol=0)
 
 
 def _rank_step(rank: int, world_size: int, port: int, out: str) -> None:

@@ -10,8 +10,8 @@ from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import activate, composite, render_integral, render_quadrature, render_training
-from autoint_cli.volume.sampling import Sections, uniform_sections
+from autoint_cli.volume.rendering import activate, colour_variation, composite, render_integral, render_quadrature, render_training
+from autoint_cli.volume.sampling import Sections, shift_posts, uniform_sections
 
 F64 = torch.float64
 
@@ -167,6 +167,31 @@ def test_sigma_noise_shifts_each_sections_raw_density():
     plain = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter)
     torch.testing.assert_close(noisy.rgb, expected.rgb, rtol=1e-12, atol=1e-12)
     assert (noisy.rgb - plain.rgb).abs().max() > 1e-3
+
+
+def test_colour_variation_against_a_loop():
+    """V = 1/(3(S−1)) Σ_j ‖c_{j+1} − c_j‖² over the colour channels only (float64, random samples)."""
+    samples = torch.randn(5, 7, 4, dtype=F64)
+    expected = torch.tensor([sum(float(((samples[r, j + 1, 1:] - samples[r, j, 1:]) ** 2).sum()) for j in range(6)) / 18 for r in range(5)],
+                            dtype=F64)
+    torch.testing.assert_close(colour_variation(samples), expected, rtol=1e-12, atol=1e-12)
+    flat = samples.clone()
+    flat[..., 1:] = flat[:, :1, 1:]  # colour constant along each ray, σ free
+    torch.testing.assert_close(colour_variation(flat), torch.zeros(5, dtype=F64), rtol=0, atol=0)
+
+
+def test_training_renderer_keeps_its_samples_and_shifts_posts():
+    """``samples`` are the grad networks at the stratified samples in order; ``post_shift`` renders the shifted sections (float64)."""
+    model = small_model()
+    rays, jitter, background = random_rays(), torch.rand(9, 8, 2, dtype=F64), torch.ones(3, dtype=F64)
+    out = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter)
+    t = (model.sections(rays).posts[:, :-1, None] + model.sections(rays).lengths[..., None] * (torch.arange(2, dtype=F64) + jitter) / 2).flatten(-2)
+    torch.testing.assert_close(out.samples, model.field.grad(rays, t), rtol=1e-12, atol=1e-12)
+    u = torch.rand(9, 7, dtype=F64) - 0.5
+    shifted = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter, post_shift=u)
+    expected = render_training(model.field.grad, lambda r: shift_posts(model.sections(r), u), rays, background, 2, jitter=jitter)
+    torch.testing.assert_close(shifted.rgb, expected.rgb, rtol=1e-12, atol=1e-12)
+    assert (shifted.rgb - out.rgb).abs().max() > 1e-6
 
 
 @pytest.mark.parametrize("shared_trunk", [False, True])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from autoint_cli.volume.sampling import prefix_sum, resample_sections, sections_from_lengths, stratified_samples, uniform_sections
+from autoint_cli.volume.sampling import Sections, prefix_sum, resample_sections, sections_from_lengths, shift_posts, stratified_samples, uniform_sections
 
 
 def bounds(n=6):
@@ -57,6 +57,22 @@ def test_resample_to_other_counts_is_monotone_and_spans():
     # Uniform posts stay uniform at any count.
     u = uniform_sections(near, far, 32)
     torch.testing.assert_close(resample_sections(u, 5).posts, uniform_sections(near, far, 5).posts, rtol=0, atol=1e-12)
+
+
+def test_shift_posts_by_hand_and_keeps_the_order():
+    """Posts (0, 1, 3, 4): u = (½, −¼) moves post 1 half-way into the section after it (to 2), post 2 a quarter of the one before back (to 2.5)."""
+    posts = torch.tensor([[0.0, 1.0, 3.0, 4.0]], dtype=torch.float64)
+    moved = shift_posts(Sections(posts), torch.tensor([[0.5, -0.25]], dtype=torch.float64))
+    torch.testing.assert_close(moved.posts, torch.tensor([[0.0, 2.0, 2.5, 4.0]], dtype=torch.float64), rtol=0, atol=1e-12)
+    near, far = bounds()
+    s = sections_from_lengths(torch.randn(6, 8, dtype=torch.float64) * 3, near, far)
+    for u in (torch.rand(6, 7, dtype=torch.float64) - 0.5, torch.full((6, 7), 0.5, dtype=torch.float64), torch.full((6, 7), -0.5, dtype=torch.float64)):
+        shifted = shift_posts(s, u)
+        assert (shifted.lengths >= 0).all()
+        torch.testing.assert_close(shifted.posts[:, [0, -1]], s.posts[:, [0, -1]], rtol=0, atol=0)
+        # Each inner post stays between the midpoints of its two sections.
+        assert ((shifted.posts[:, 1:-1] >= s.midpoints[:, :-1] - 1e-12) & (shifted.posts[:, 1:-1] <= s.midpoints[:, 1:] + 1e-12)).all()
+    torch.testing.assert_close(shift_posts(s, torch.zeros(6, 7, dtype=torch.float64)).posts, s.posts, rtol=0, atol=0)
 
 
 def test_stratified_samples_stay_in_their_sections():

@@ -143,7 +143,8 @@ def colour_variation(samples: Tensor) -> Tensor:
     Returns:
         [*rays].
     """
-    colour = samples[..., 1:].float()
+    # Under bf16 autocast the samples are bf16: the squares are summed in float32 at least.
+    colour = samples[..., 1:].to(torch.promote_types(samples.dtype, torch.float32))
     return ((colour[..., 1:, :] - colour[..., :-1, :]) ** 2).mean((-2, -1))
 
 
