@@ -145,9 +145,9 @@ class TrainingLoss(nn.Module):
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ V) over the
-    sub-batch: [] each, V the :func:`colour_variation` of each ray (zero
-    without ``smooth_rgb``, and then not computed).
+    with a colour per ray) and returns (Σ (rgb − target)², λ Σ V) over the
+    sub-batch: [] each, V the :func:`colour_variation` of each ray and λ
+    ``smooth_rgb`` (zero, and not computed, when λ = 0).
     """
 
     def __init__(self, model: SceneModel, smooth_rgb: float = 0.0):
@@ -161,9 +161,9 @@ class TrainingLoss(nn.Module):
         m = self.model.config.samples_per_section
         out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift)
         squared = torch.sum((out.rgb.float() - target) ** 2)
-        if self.smooth_rgb == 0 or out.samples is None:
+        if self.smooth_rgb == 0:
             return squared, torch.zeros_like(squared)
-        return squared, colour_variation(out.samples).sum()
+        return squared, self.smooth_rgb * colour_variation(out.samples).sum()
 
 
 class TrainStep:
@@ -184,7 +184,6 @@ class TrainStep:
     def __init__(self, model: SceneModel, background: Tensor, precision: str = "tf32", compile_mode: Optional[str] = None, chunk: int = 4096,
                  dist: Distributed = SINGLE, smooth_rgb: float = 0.0):
         self.background, self.precision, self.chunk, self.dist = background, precision, chunk, dist
-        self.smooth_rgb = smooth_rgb
         self.device = background.device
         loss = TrainingLoss(model, smooth_rgb)
         self.loss: nn.Module = loss if compile_mode is None else compile_module(loss, compile_mode)
@@ -230,11 +229,10 @@ class TrainStep:
             background = self.background if batch.background is None else batch.background[part]
             with sync:
                 with autocast(self.precision, self.device):
-                    squared, variation = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part],
-                                                   background, noise, shift)
+                    squared, penalty = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part],
+                                                 background, noise, shift)
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
                 loss = squared / (3 * n_local)
-                objective = loss + self.smooth_rgb * variation / n_local if self.smooth_rgb > 0 else loss
-                objective.backward()
+                (loss + penalty / n_local).backward()
             total += loss.detach() / self.dist.world_size
         return total

@@ -17,7 +17,7 @@ The activations come after integration, in one place (:func:`activate`):
 * quadrature: the grad networks at K samples per ray, each sample standing for
   its own bin: the slow reference on the same weights.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Protocol
 
 import torch
@@ -124,7 +124,7 @@ def render_training(
         means = torch.cat((means[..., :1] + sigma_noise[..., None], means[..., 1:]), -1)
     sigma, rgb = activate(means)
     out = composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
-    return RenderOutput(out.rgb, out.acc, out.depth, out.weights, raw)
+    return replace(out, samples=raw)
 
 
 def colour_variation(samples: Tensor) -> Tensor:
