@@ -354,9 +354,11 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
             out = options.out or load.expdir / f"render_{label}_{run.step:06d}"
             _check_output(out, folder=True)
             settings = render_settings(speed, run.config.run.precision, renderer=options.renderer, n_sections=options.n_sections,
-                                       n_samples=options.n_samples)
+                                       n_samples=options.n_samples, refine=options.refine, refine_sections=options.refine_sections)
             renderer = Renderer(run.model, torch.tensor(run.scene.background, device=device), settings)
             what = f"N={options.n_sections or run.config.model.n_sections}" if options.renderer == "integral" else f"K={options.n_samples}"
+            if options.refine > 1:
+                what += f", {options.refine_sections} sections refined x{options.refine}"
             width, height = (cameras[0].W, cameras[0].H) if cameras else (run.scene.W, run.scene.H)
             logging.getLogger(__name__).info("rendering %d %s views (%dx%d, %s %s) to %s", len(poses), label, width, height,
                                              options.renderer, what, out)
@@ -427,8 +429,9 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
             out = options.out or load.expdir / "metrics.json"
             _check_output(out, folder=False)
             run = load_run(load.expdir, device, load.ckpt, load.testskip)
-            base = render_settings(speed, run.config.run.precision)
-            metrics = evaluate(run, device, base, options.n_sections, options.quadrature_samples, options.split, load.max_views, dist)
+            base = render_settings(speed, run.config.run.precision, refine_sections=options.refine_sections)
+            metrics = evaluate(run, device, base, options.n_sections, options.quadrature_samples, options.split, load.max_views, dist,
+                               options.refine)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics
             return 0
         written = write_metrics(metrics, out)

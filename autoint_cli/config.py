@@ -128,6 +128,9 @@ class RunConfig:
     smooth_rgb: float = _help("weight of a penalty on the raw colour changing between neighbouring samples along a training ray: "
                               "a section's colour is the mean over all of it, so colour behind surfaces must not stray", minimum=0,
                               default=0.0)
+    negative_sigma: float = _help("weight of a penalty on negative raw density along a training ray (the optical depth it would "
+                                  "cancel): only a section's mean density passes the relu, so density below zero behind a surface "
+                                  "makes a section that reaches past it see-through", minimum=0, default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)
@@ -219,6 +222,11 @@ class ViewSpeedConfig(SpeedConfig):
         return SpeedConfig(**{**values, "compile": compile_, "cuda_graphs": graphs})
 
 
+REFINE_HELP = ("R: a second pass of the integral renderer cuts the sections around each ray's surface (its section of most "
+               "weight) in R each, with Phi at only their new posts (1: one pass)")
+REFINE_SECTIONS_HELP = "how many sections around each ray's surface --refine cuts"
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     """What ``autoint-render`` renders and where it writes."""
@@ -227,6 +235,8 @@ class RenderConfig:
     renderer: str = _help("integral (Phi at the posts) or quadrature (grad networks at K samples)", choices=RENDERERS, default="integral")
     n_sections: Optional[int] = _help("N sections for the integral renderer (default: as trained)", minimum=1, default=None)
     n_samples: int = _help("K samples per ray for the quadrature renderer", minimum=1, default=QUADRATURE_SAMPLES)
+    refine: int = _help(REFINE_HELP, minimum=1, default=1)
+    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=2)
     video: Optional[bool] = _help("also write rgb.mp4 and disp.mp4 (default: only for path)", default=None)
     depth: bool = _help("also write each view's expected depth and opacity as float32 depth_XXX.npy / acc_XXX.npy, depth.json "
                         "saying what they hold, and turbo-coloured depth_XXX.png (and depth.mp4 with the video)", default=False)
@@ -258,6 +268,8 @@ class EvalConfig:
 
     n_sections: Tuple[int, ...] = _help("N values for the integral renderer", minimum=1, default=(8, 16, 32))
     quadrature_samples: int = _help("K for the quadrature renderer (0: skip it)", minimum=0, default=QUADRATURE_SAMPLES)
+    refine: Tuple[int, ...] = _help(REFINE_HELP + "; several values score each N at each", minimum=1, default=(1,))
+    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=2)
     split: str = _help("the views to evaluate", choices=("test", "val", "train"), default="test")
     out: Optional[Path] = _help("metrics file (default: EXPDIR/metrics.json)", default=None)
 

@@ -57,8 +57,10 @@ def evaluate(
     split: str = "test",
     max_views: Optional[int] = None,
     dist: Distributed = SINGLE,
+    refine: Sequence[int] = (1,),
 ) -> Optional[Dict]:
-    """Renders every view of ``split`` with the integral renderer at each N (and the quadrature one at K) and scores it.
+    """Renders every view of ``split`` with the integral renderer at each N and each ``refine`` R (and the quadrature one
+    at K) and scores it. R > 1 cuts ``base.refine_sections`` sections around each ray's surface in R each.
 
     ``base`` gives the fast paths (precision, compile mode, fused kernel,
     chunk) of every renderer. Timing covers rendering only: the first view is
@@ -70,15 +72,17 @@ def evaluate(
     poses = split_poses(run.scene, split)[:max_views]
     background = torch.tensor(run.scene.background, device=device)
     lpips = LPIPS(device) if dist.is_main else None
-    settings = [base.replace(renderer="integral", n_sections=n) for n in n_sections]
+    settings = [base.replace(renderer="integral", n_sections=n, refine=r) for n in n_sections for r in refine]
     if quadrature_samples:
-        settings.append(base.replace(renderer="quadrature", n_samples=quadrature_samples))
+        settings.append(base.replace(renderer="quadrature", n_samples=quadrature_samples, refine=1))
     results: List[Dict] = []
     for setting in settings:
         views = render_poses(run.scene, poses, Renderer(run.model, background, setting), dist=dist)
         if views is None:
             continue
         option = {"n_sections": setting.n_sections} if setting.renderer == "integral" else {"n_samples": setting.n_samples}
+        if setting.refine > 1:
+            option.update(refine=setting.refine, refine_sections=setting.refine_sections)
         results.append({"renderer": setting.renderer, **option, **_score(run, split, views, lpips)})
     if not dist.is_main:
         return None
@@ -99,6 +103,8 @@ def evaluate(
 
 
 def label(result: Dict) -> str:
+    if result["renderer"] == "integral" and result.get("refine", 1) > 1:
+        return f"integral N={result['n_sections']}, {result['refine_sections']} refined x{result['refine']}"
     if result["renderer"] == "integral":
         return f"integral N={result['n_sections']}"
     return f"quadrature K={result['n_samples']}"
@@ -126,17 +132,21 @@ def metrics_table(metrics: Dict) -> str:
 
 
 def plot_tradeoff(metrics: Dict, path: Path) -> Path:
-    """PSNR against ms per frame: one point per N, one for quadrature."""
+    """PSNR against ms per frame: one point per N (and per refined N), one for quadrature."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    integral = [r for r in metrics["results"] if r["renderer"] == "integral"]
+    integral = [r for r in metrics["results"] if r["renderer"] == "integral" and r.get("refine", 1) == 1]
+    refined = [r for r in metrics["results"] if r["renderer"] == "integral" and r.get("refine", 1) > 1]
     ax.plot([r["ms_per_frame"] for r in integral], [r["psnr"] for r in integral], "o-", label="integral (AutoInt)")
-    for r in integral:
-        ax.annotate(f"N={r['n_sections']}", (r["ms_per_frame"], r["psnr"]), textcoords="offset points", xytext=(5, -10))
+    if refined:
+        ax.plot([r["ms_per_frame"] for r in refined], [r["psnr"] for r in refined], "^", label="integral, surface refined")
+    for r in integral + refined:
+        name = f"N={r['n_sections']}" + (f" x{r['refine']}" if r in refined else "")
+        ax.annotate(name, (r["ms_per_frame"], r["psnr"]), textcoords="offset points", xytext=(5, -10))
     for r in metrics["results"]:
         if r["renderer"] == "quadrature":
             ax.plot([r["ms_per_frame"]], [r["psnr"]], "s", color="black", label=f"quadrature K={r['n_samples']}")

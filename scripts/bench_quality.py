@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT))
 SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
-SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "splits", "precision", "compile",
-            "trainings_at_once")
+SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
+            "precision", "compile", "trainings_at_once")
+# What a JSON written before a setting existed meant by it.
+SETTING_DEFAULTS = {"refine": [1], "refine_sections": 2}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -50,6 +52,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="wall-clock training budget per seed, warm-up included")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds to train (default: 0 1)")
     parser.add_argument("--n_sections", type=int, nargs="+", default=[16], help="N values to score (default: 16)")
+    parser.add_argument("--refine", type=int, nargs="+", default=[1],
+                        help="R values to score each N at: R > 1 cuts the sections around each ray's surface in R (default: 1)")
+    parser.add_argument("--refine_sections", type=int, default=2, help="how many sections around the surface R > 1 cuts (default: 2)")
     parser.add_argument("--splits", nargs="+", choices=("test", "val"), default=["test"], help="splits to score (default: test)")
     parser.add_argument("--testskip", type=int, default=1, help="blender: every k-th test view (default: 1, all 200)")
     parser.add_argument("--val_testskip", type=int, default=2, help="blender: every k-th val view (default: 2)")
@@ -147,7 +152,8 @@ def train_command(args: argparse.Namespace, seed: int) -> List[str]:
 def eval_command(args: argparse.Namespace, seed: int, split: str) -> List[str]:
     skip = args.testskip if split == "test" else args.val_testskip
     return autoint("eval", "--expdir", str(args.workdir / f"seed{seed}"), "--split", split, "--testskip", str(skip),
-                   "--n_sections", *map(str, args.n_sections), "--quadrature_samples", "0", "--precision", args.precision,
+                   "--n_sections", *map(str, args.n_sections), "--refine", *map(str, args.refine), "--refine_sections",
+                   str(args.refine_sections), "--quadrature_samples", "0", "--precision", args.precision,
                    "--compile", str(args.compile and split == "test").lower(), "--out", str(args.workdir / f"seed{seed}_{split}.json"))
 
 
@@ -199,6 +205,12 @@ def view_stats(result: Dict) -> Dict:
             "worst_view": int(psnrs.argmin()), "ms_per_frame": result["ms_per_frame"], "per_view_psnr": [round(float(p), 3) for p in psnrs]}
 
 
+def result_key(result: Dict) -> str:
+    """How the JSON names one renderer's scores: N ("16"), or N and R when refined ("16x4")."""
+    refine = result.get("refine", 1)
+    return f"{result['n_sections']}" + (f"x{refine}" if refine > 1 else "")
+
+
 def evaluate_seed(args: argparse.Namespace, seed: int, entry: Dict, save: Callable[[], None]) -> None:
     """autoint-eval on each split of one trained seed, into the seed's ``entry`` of the JSON, saved after each split.
 
@@ -211,7 +223,7 @@ def evaluate_seed(args: argparse.Namespace, seed: int, entry: Dict, save: Callab
             wait_all({name: run_logged(eval_command(args, seed, split), log)}, {name: log})
         metrics = json.loads(scores.read_text())
         entry.update(steps=metrics["step"], device=metrics["device"], torch=metrics["torch"])
-        entry.setdefault("splits", {})[split] = {"n_views": metrics["n_views"], **{str(r["n_sections"]): view_stats(r) for r in metrics["results"]}}
+        entry.setdefault("splits", {})[split] = {"n_views": metrics["n_views"], **{result_key(r): view_stats(r) for r in metrics["results"]}}
         save()
 
 
@@ -232,7 +244,8 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
     inside = args.config_file.is_relative_to(ROOT)  # recorded from the checkout's root, the same on every machine
     return {"config": str(args.config_file.relative_to(ROOT)) if inside else str(args.config_file), "config_text": args.config_file.read_text(), "datadir": str(args.datadir),
             "scene_sha256": scene["sha256"], "scene_files": scene["files"],
-            "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "splits": args.splits,
+            "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "refine": args.refine,
+            "refine_sections": args.refine_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
             "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside}
 
@@ -245,7 +258,7 @@ def earlier_seeds(out: Path, settings: Dict) -> Dict[str, Dict]:
         earlier = json.loads(out.read_text())
     except json.JSONDecodeError as err:
         raise SystemExit(f"bench_quality: {out}: not valid JSON ({err}); move it away or choose another --out")
-    differ = [k for k in SETTINGS if earlier.get("settings", {}).get(k) != settings[k]]
+    differ = [k for k in SETTINGS if earlier.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) != settings[k]]
     if differ:
         raise SystemExit(f"bench_quality: {out} holds runs with other settings ({', '.join(differ)}); choose another --out")
     return earlier.get("seeds", {})

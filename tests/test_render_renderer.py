@@ -13,7 +13,7 @@ from autoint_cli.render.renderer import Renderer, RenderSettings, render_setting
 from autoint_cli.scene.poses import spherical_pose
 from autoint_cli.utils.fastpath import CudaGraphs
 from autoint_cli.volume.rays import Intrinsics, Rays, camera_rays
-from autoint_cli.volume.rendering import render_integral, render_quadrature
+from autoint_cli.volume.rendering import render_integral, render_quadrature, render_refined
 
 
 def _setup(device=None, **overrides):
@@ -143,6 +143,20 @@ def test_fused_bf16_renderer_matches_the_float32_render(compile_mode):
     assert 0 < error.mean() < 3e-3  # and the fused path really ran: bf16 products differ from float32
 
 
+@pytest.mark.parametrize("compile_mode", [None, "default"])
+def test_fused_bf16_refined_renderer_matches_the_float32_one(compile_mode):
+    """refine 3: the fused path, eager and compiled, against the float32 layers' refined render. Where bf16 moves a ray's
+    section of most weight, the two cut different sections, so the bound is on nearly all rays, not every one."""
+    model, rays, background = _setup()
+    if not fused_available(background.device):
+        pytest.skip("the fused kernel needs Triton (and CUDA, or TRITON_INTERPRET=1)")
+    reference = Renderer(model, background, RenderSettings(refine=3))(rays)
+    fast = Renderer(model, background, RenderSettings(precision="bf16", compile_mode=compile_mode, fused_mlp=True, refine=3))
+    assert fast.fused
+    error = (fast(rays).rgb - reference.rgb).abs().amax(-1)
+    assert torch.quantile(error.float(), 0.98) < 3e-2 and 0 < error.mean() < 5e-3
+
+
 def test_a_render_restores_the_tf32_flags_and_needs_no_grad():
     model, rays, background = _setup(torch.device("cpu"))
     saved = torch.backends.cuda.matmul.allow_tf32
@@ -179,6 +193,23 @@ def test_settings_refuse_unknown_names():
         RenderSettings(precision="fp8")
     with pytest.raises(ValueError, match="unknown compile mode"):
         RenderSettings(compile_mode="fast")
+    with pytest.raises(ValueError, match="refine and refine_sections must be at least 1"):
+        RenderSettings(refine=0)
+    with pytest.raises(ValueError, match="only the integral renderer's sections can be refined"):
+        RenderSettings(renderer="quadrature", refine=2)
+
+
+def test_a_refined_renderer_is_render_refined_and_draws_no_windows():
+    """refine R: the renderer is render_refined of the model's networks, bit for bit (fp32, eager); it counts Φ's extra posts
+    for its chunks, keeps N as its n_sections, and refuses section windows (every pixel is drawn on all its sections)."""
+    model, rays, background = _setup(torch.device("cpu"))
+    with torch.no_grad():
+        expected = render_refined(model.field.integral, model.sections, rays, background, 4, 3, 2)
+    renderer = Renderer(model, background, RenderSettings(n_sections=4, refine=3))
+    torch.testing.assert_close(renderer(rays).rgb, expected.rgb, rtol=0, atol=0)
+    assert renderer.samples_per_ray == 5 + 2 * 2 and renderer.n_sections == 4 and renderer.useful_window(2) is None
+    with pytest.raises(ValueError, match="section windows"):
+        renderer.window(2)
 
 
 def test_render_settings_from_the_speed_flags():

@@ -191,6 +191,20 @@ def test_study_section_windows_reports_each_view_and_k(tiny_run):
     assert all(0 <= row["share_windowed"] <= 1 and row["posts_vs_all"] <= 1 for row in rows)
 
 
+def test_study_section_means_counts_opaque_rays_and_averages_over_them(tiny_run):
+    """Every 4th pixel of the 12×12 val view is 9 rays: all of them count from opacity 0 on, none above 1."""
+    _, run_dir = tiny_run
+    every = run("scripts/study_section_means.py", "--expdir", str(run_dir), "--split", "val", "--hit", "0", "--samples", "3",
+                "--device", "cpu")
+    none = run("scripts/study_section_means.py", "--expdir", str(run_dir), "--split", "val", "--hit", "1.1", "--device", "cpu")
+    assert every.returncode == 0 and none.returncode == 0, every.stderr + none.stderr
+    rows = json.loads(every.stdout.strip().splitlines()[-1])["views"]
+    assert len(rows) == 1 and rows[0]["opaque_rays"] == 9
+    assert rows[0]["colour_variation"] > 0 and rows[0]["negative_density"] >= 0
+    assert json.loads(none.stdout.strip().splitlines()[-1])["views"] == [
+        {"view": 0, "opaque_rays": 0, "colour_variation": None, "negative_density": None}]
+
+
 def test_check_viewer_frames_compares_and_hands_over_a_new_n(tiny_run):
     """The viewer's frames against plain ones, and a new N warmed up in the background (CUDA graphs ask for it; on the CPU
     the handed-over renderer draws as the stand-in did, so the frames agree exactly)."""
@@ -210,7 +224,7 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     out, work, scene = tmp_path / "q.json", tmp_path / "work", tmp_path / "demo"
     # From another folder, with the demo scene not there yet: it is generated first, as autoint-train would.
     proc = run(str(ROOT / "scripts" / "bench_quality.py"), "--smoke", "--seconds", "3", "--datadir", "demo", "--workdir", "work",
-               "--out", "q.json", "--commit", "abc", cwd=tmp_path)
+               "--out", "q.json", "--commit", "abc", "--refine", "1", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     seeds = report["seeds"]
@@ -222,6 +236,7 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
         psnrs = n16["per_view_psnr"]
         assert n16["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-3) and n16["psnr_worst"] == pytest.approx(min(psnrs), abs=1e-3)
         assert n16["psnr_worst"] <= n16["psnr_p10"] <= n16["psnr"] and n16["ms_per_frame"] > 0
+        assert len(test["16x2"]["per_view_psnr"]) == 8 and test["16x2"]["per_view_psnr"] != psnrs  # N = 16, refined x2
     summary = report["summary"]["test"]["16"]
     values = [seeds[s]["splits"]["test"]["16"]["psnr"] for s in seeds]
     assert summary["psnr_mean"] == pytest.approx(np.mean(values)) and summary["psnr_std"] == pytest.approx(np.std(values))
@@ -232,12 +247,24 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     (work / "seed1_test.json").unlink()
     log = (work / "seed0_train.log").stat().st_mtime_ns
     again = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--seeds", "0", "1", "--datadir", str(scene),
-                "--workdir", str(work), "--out", str(tmp_path / "again.json"))
+                "--workdir", str(work), "--out", str(tmp_path / "again.json"), "--refine", "1", "2")
     assert again.returncode == 0, again.stderr
     assert (work / "seed0_train.log").stat().st_mtime_ns == log and (work / "seed1_test.json").is_file()
     # Other settings into the same JSON are refused in one line.
-    other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--datadir", str(scene), "--workdir", str(work), "--out", str(out))
+    other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--datadir", str(scene), "--workdir", str(work), "--out", str(out),
+                "--refine", "1", "2")
     assert other.returncode == 1 and "holds runs with other settings (seconds)" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_bench_quality_pools_a_json_from_before_refine_existed(tmp_path):
+    """A JSON whose settings predate --refine means R = 1 only: it pools with the defaults, not with other R values."""
+    module = bench_quality_module()
+    settings = {key: f"value of {key}" for key in module.SETTINGS}
+    old = {k: v for k, v in settings.items() if k not in module.SETTING_DEFAULTS}
+    (tmp_path / "old.json").write_text(json.dumps({"settings": old, "seeds": {"0": {"steps": 1}}}))
+    assert module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS}) == {"0": {"steps": 1}}
+    with pytest.raises(SystemExit, match=r"other settings \(refine\)"):
+        module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS, "refine": [1, 4]})
 
 
 def bench_quality_module():

@@ -110,6 +110,18 @@ def test_render_and_eval_outputs(tmp_path, scene, capsys):
     assert "| integral N=4 |" in table and "| quadrature K=16 |" in table
     assert (run / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
+    # A refined N next to the plain one: its own row, its own label, R and the sections cut recorded.
+    assert eval_main(["--expdir", str(run), "--n_sections", "4", "--refine", "1", "3", "--refine_sections", "1", "--quadrature_samples", "0",
+                      "--out", str(tmp_path / "refined.json")]) == 0
+    refined = json.loads((tmp_path / "refined.json").read_text())["results"]
+    assert [(r["n_sections"], r.get("refine"), r.get("refine_sections")) for r in refined] == [(4, None, None), (4, 3, 1)]
+    assert "| integral N=4, 1 refined x3 |" in (tmp_path / "refined.md").read_text()
+    assert render_main(["--expdir", str(run), "--n_sections", "4", "--refine", "2", "--out", str(tmp_path / "r")]) == 0
+    assert "integral N=4, 2 sections refined x2:" in capsys.readouterr().out
+    assert render_main(["--expdir", str(run), "--n_sections", "4", "--refine", "2", "--refine_sections", "5", "--out", str(tmp_path / "r5")]) == 2
+    err = capsys.readouterr().err
+    assert "refine_sections 5: at most the 4 sections rendered" in err and err.count("\n") == 1
+
     # NeRF's 25-view protocol is every 8th test view; here every 2nd of 2.
     assert eval_main(["--expdir", str(run), "--n_sections", "2", "--quadrature_samples", "0", "--testskip", "2", "--out", str(tmp_path / "skip.json")]) == 0
     assert json.loads((tmp_path / "skip.json").read_text())["n_views"] == 1

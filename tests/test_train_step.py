@@ -10,10 +10,10 @@ import torch.multiprocessing as mp
 from autoint_cli.autoint import HashGrid
 from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import RadianceField, SceneModel
-from autoint_cli.train import Batch, BatchSampler, TrainState, TrainStep, save_state, setup_state
+from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainStep, save_state, setup_state
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import colour_variation, render_training
+from autoint_cli.volume.rendering import colour_variation, negative_density, render_training
 
 from helpers import free_port
 
@@ -91,10 +91,11 @@ def test_sub_batches_give_the_whole_batch_step():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
-def test_smooth_rgb_adds_its_weighted_colour_variation_to_the_gradients():
-    """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V (autograd on one pass);
-    the loss reported stays the squared error."""
-    state, batch, lam = make_state(), make_batch(), 0.3
+@pytest.mark.parametrize("lam, mu", [(0.3, 0.0), (0.0, 0.02), (0.3, 0.02)])
+def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu):
+    """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D (autograd on
+    one pass, float64); the loss reported stays the squared error."""
+    state, batch = make_state(), make_batch()
     state.model.double()
     batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
                                 jitter=batch.jitter.double())
@@ -102,9 +103,12 @@ def test_smooth_rgb_adds_its_weighted_colour_variation_to_the_gradients():
     grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
     out = render_training(grad, state.model.sections, batch.rays, background, MODEL.samples_per_section, jitter=batch.jitter)
     mse = torch.mean((out.rgb - batch.target) ** 2)
+    span = (batch.rays.far - batch.rays.near) * batch.rays.directions.norm(dim=-1, keepdim=True)
+    assert negative_density(out.samples, span).min() > 0  # an untrained field has negative raw density on every ray here
     params = [p for p in state.model.parameters() if p.requires_grad]
-    expected = torch.autograd.grad(mse + lam * colour_variation(out.samples).mean(), params, retain_graph=True)
-    step = TrainStep(state.model, background, precision="fp32", chunk=7, smooth_rgb=lam)
+    objective = mse + lam * colour_variation(out.samples).mean() + mu * negative_density(out.samples, span).mean()
+    expected = torch.autograd.grad(objective, params, retain_graph=True)
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(smooth_rgb=lam, negative_sigma=mu))
     loss = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.

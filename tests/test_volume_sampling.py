@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from autoint_cli.volume.sampling import Sections, prefix_sum, resample_sections, sections_from_lengths, shift_posts, stratified_samples, uniform_sections
+from autoint_cli.volume.sampling import (Sections, merge_order, prefix_sum, resample_sections, sections_from_lengths, shift_posts, split_window,
+                                        stratified_samples, uniform_sections)
 
 
 def bounds(n=6):
@@ -97,3 +98,26 @@ def test_prefix_sum_matches_cumsum(n):
     weights = torch.randn(n, dtype=torch.float64)
     (grad,) = torch.autograd.grad((prefix_sum(x) * weights).sum(), x)
     torch.testing.assert_close(grad, torch.flip(torch.cumsum(torch.flip(weights, [0]), 0), [0]).expand_as(x), rtol=1e-12, atol=1e-12)
+
+
+def test_split_window_by_hand():
+    """Sections [0, 1, 3, 7]: cutting sections 1 and 2 (kept 2 from 1) in 4 adds 1.5, 2, 2.5 and 4, 5, 6."""
+    sections = Sections(torch.tensor([[0.0, 1.0, 3.0, 7.0]], dtype=torch.float64))
+    extra = split_window(sections, torch.tensor([1]), 2, 4)
+    torch.testing.assert_close(extra, torch.tensor([[1.5, 2.0, 2.5, 4.0, 5.0, 6.0]], dtype=torch.float64), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kept, splits", [(1, 2), (2, 4), (3, 3), (8, 2)])
+def test_merge_order_sorts_the_posts_and_the_window(kept, splits):
+    """Gathered by merge_order, the posts and the window's new ones come out as a sort of the two would put them, every
+    window start from 0 to N − kept alike; each index is used once."""
+    n = 8
+    near, far = bounds(n - kept + 1)
+    sections = sections_from_lengths(torch.randn(n - kept + 1, n, dtype=torch.float64), near, far)
+    first = torch.arange(n - kept + 1)
+    extra = split_window(sections, first, kept, splits)
+    order = merge_order(first, n, kept, splits)
+    both = torch.cat((sections.posts, extra), -1)
+    assert order.shape == both.shape
+    torch.testing.assert_close(both.gather(-1, order), both.sort(-1).values, rtol=0, atol=0)
+    assert (order.sort(-1).values == torch.arange(both.shape[-1])).all()

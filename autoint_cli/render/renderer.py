@@ -20,7 +20,7 @@ from ..config import ConfigError, SpeedConfig
 from ..models import RadianceField, SceneModel
 from ..utils.fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, CudaGraphs, autocast, check_precision, compile_module, matmul_precision
 from ..volume.rays import Rays
-from ..volume.rendering import QUADRATURE_SAMPLES, RENDERERS, RenderOutput, render_integral, render_quadrature
+from ..volume.rendering import QUADRATURE_SAMPLES, RENDERERS, RenderOutput, render_integral, render_quadrature, render_refined
 from .chunks import ChunkSize, check_one_ray_fits, measure_chunk
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ class RenderSettings:
         fused_mlp: with bf16 integral renders where Triton runs, Φ's MLP as one fused kernel.
         cuda_graphs: on CUDA, each chunk shape replayed as one CUDA graph (see :class:`~autoint_cli.utils.fastpath.CudaGraphs`).
         chunk: rays rendered together (None: measured on the first view to fit half the free GPU memory).
+        refine: R, the integral renderer's sections around each ray's surface cut in R each (1: not refined; see
+            :func:`~autoint_cli.volume.rendering.render_refined`).
+        refine_sections: how many sections around the surface are cut with ``refine`` > 1.
     """
 
     renderer: str = "integral"
@@ -49,11 +52,17 @@ class RenderSettings:
     fused_mlp: bool = False
     cuda_graphs: bool = False
     chunk: Optional[int] = None
+    refine: int = 1
+    refine_sections: int = 2
 
     def __post_init__(self):
         if self.renderer not in RENDERERS:
             raise ValueError(f"unknown renderer {self.renderer!r}; expected one of {', '.join(RENDERERS)}")
         check_precision(self.precision)
+        if self.refine < 1 or self.refine_sections < 1:
+            raise ValueError(f"refine and refine_sections must be at least 1, got {self.refine} and {self.refine_sections}")
+        if self.refine > 1 and self.renderer != "integral":
+            raise ValueError(f"refine {self.refine}: only the integral renderer's sections can be refined, not {self.renderer}'s")
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {self.compile_mode!r}; expected one of {', '.join(COMPILE_MODES)}")
         if self.cuda_graphs and self.compile_mode in GRAPHING_COMPILE_MODES:
@@ -129,8 +138,9 @@ class Renderer:
         self._run = ChunkCall(chunk_fn, settings, self.device)
         self._chunk: Optional[ChunkSize] = None if settings.chunk is None else ChunkSize(settings.chunk)
         self._windows: Dict[int, SectionWindows] = {}
-        # Network evaluations per ray: Φ at the N + 1 posts, or the grad networks at K samples.
-        self.samples_per_ray = (settings.n_sections or model.config.n_sections) + 1 if settings.renderer == "integral" else settings.n_samples
+        self._n_sections = settings.n_sections or model.config.n_sections if settings.renderer == "integral" else None
+        # Network evaluations per ray: Φ at the N + 1 posts (and the refined sections' new posts), or the grad networks at K samples.
+        self.samples_per_ray = self._integral_posts(model) if settings.renderer == "integral" else settings.n_samples
         # A generous bound on the live float32 values of one evaluation of each field network (its input features and a few
         # layers' activations): about 4x the peak measured for the 10x256 networks on an H200.
         bytes_per_sample = 4.0 * len(model.field.networks) * (3 * model.config.netwidth + 256)
@@ -139,6 +149,16 @@ class Renderer:
         except MemoryError as err:
             option = f"n_sections {self.samples_per_ray - 1}" if settings.renderer == "integral" else f"n_samples {settings.n_samples}"
             raise ConfigError(f"{option}: {err}") from None
+
+    def _integral_posts(self, model: SceneModel) -> int:
+        """Φ's posts per ray: N + 1, and refine_sections·(refine − 1) more when refined (refine_sections ≤ N checked)."""
+        s = self.settings
+        n = s.n_sections or model.config.n_sections
+        if s.refine == 1:
+            return n + 1
+        if s.refine_sections > n:
+            raise ConfigError(f"refine_sections {s.refine_sections}: at most the {n} sections rendered")
+        return n + 1 + s.refine_sections * (s.refine - 1)
 
     def _integral(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
         s = self.settings
@@ -154,6 +174,8 @@ class Renderer:
 
         def render(rays: Rays, first: Optional[Tensor] = None, kept: Optional[int] = None) -> RenderOutput:
             with autocast(s.precision, self.device):
+                if s.refine > 1 and first is None:
+                    return render_refined(phi, model.sections, rays, self.background, s.n_sections, s.refine, s.refine_sections)
                 return render_integral(phi, model.sections, rays, self.background, s.n_sections, first, kept)
 
         self._integral_fn = render
@@ -170,12 +192,13 @@ class Renderer:
 
     @property
     def n_sections(self) -> Optional[int]:
-        """N of an integral renderer (None for quadrature)."""
-        return self.samples_per_ray - 1 if self.settings.renderer == "integral" else None
+        """N of an integral renderer (None for quadrature), before any refinement."""
+        return self._n_sections
 
     def useful_window(self, kept: Optional[int]) -> Optional[int]:
-        """``kept`` when a window of that many sections saves work here, else None (see :func:`useful_window`)."""
-        return useful_window(kept, self.n_sections)
+        """``kept`` when a window of that many sections saves work here, else None (see :func:`useful_window`; a refined
+        renderer draws every pixel on all its sections)."""
+        return None if self.settings.refine > 1 else useful_window(kept, self.n_sections)
 
     def _quadrature(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
         s = self.settings
@@ -198,8 +221,9 @@ class Renderer:
 
     def window(self, kept: int) -> "SectionWindows":
         """This renderer on ``kept`` of each ray's N sections, from a first section given per ray (integral renderers)."""
-        if self.settings.renderer != "integral" or not 0 < kept:
-            raise ValueError(f"section windows: the integral renderer and kept > 0, not {self.settings.renderer} and {kept}")
+        if self.settings.renderer != "integral" or not 0 < kept or self.settings.refine > 1:
+            raise ValueError(f"section windows: the integral renderer unrefined and kept > 0, not {self.settings.renderer}, refine "
+                             f"{self.settings.refine} and {kept}")
         if kept not in self._windows:
             self._windows[kept] = SectionWindows(self, kept)
         return self._windows[kept]

@@ -22,7 +22,7 @@ from ..utils.distributed import SINGLE, Distributed
 from .guards import NonfiniteSteps, RunLock, StopRequest, TrainingError, check_batch, check_run_dir, set_aside_checkpoints, write_run_files
 from .periodic import Periodic, Reporter, ViewRenders, progress_bar, summary_writer
 from .state import build_model, resolve_for_scene, save_state, setup_state
-from .step import BatchSampler, StepInterrupted, StepResult, TrainStep
+from .step import BatchSampler, Penalties, StepInterrupted, StepResult, TrainStep
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class Training:
         if dist.is_main and not finished:  # only once every check has passed (the resume's included)
             write_run_files(self.run_dir, config, config_text)
         background = torch.tensor(scene.background, device=device)
-        self.step = TrainStep(model, background, run.precision, run.compile_mode if run.compile else None, run.chunk, dist, run.smooth_rgb)
+        penalties = Penalties(run.smooth_rgb, run.negative_sigma)
+        self.step = TrainStep(model, background, run.precision, run.compile_mode if run.compile else None, run.chunk, dist, penalties)
         if dist.active and dist.is_main:
             logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",
                         dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)

@@ -21,7 +21,7 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import colour_variation, render_training
+from ..volume.rendering import colour_variation, negative_density, render_training
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -139,20 +139,34 @@ class BatchSampler:
         return Batch(rays, target, jitter, self.n_rays, noise, background, shift)
 
 
+@dataclass(frozen=True)
+class Penalties:
+    """Weights of the regularisers added to the mean squared error for the gradients (0: off, and not computed).
+
+    Attributes:
+        smooth_rgb: λ of the mean :func:`~autoint_cli.volume.rendering.colour_variation` of the rays.
+        negative_sigma: μ of the mean :func:`~autoint_cli.volume.rendering.negative_density` of the rays.
+    """
+
+    smooth_rgb: float = 0.0
+    negative_sigma: float = 0.0
+
+
 class TrainingLoss(nn.Module):
     """The training renderer and the squared error as one module, so that one torch.compile graph (and DistributedDataParallel's hooks) covers both.
 
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², λ Σ V) over the
-    sub-batch: [] each, V the :func:`colour_variation` of each ray and λ
-    ``smooth_rgb`` (zero, and not computed, when λ = 0).
+    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D)) over
+    the sub-batch: [] each, V the :func:`colour_variation` and D the
+    :func:`negative_density` of each ray, λ and μ the :class:`Penalties`
+    (zero, and neither computed, when both are 0).
     """
 
-    def __init__(self, model: SceneModel, smooth_rgb: float = 0.0):
+    def __init__(self, model: SceneModel, penalties: Penalties = Penalties()):
         super().__init__()
-        self.model, self.smooth_rgb = model, smooth_rgb
+        self.model, self.penalties = model, penalties
         self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
 
     def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor,
@@ -161,9 +175,13 @@ class TrainingLoss(nn.Module):
         m = self.model.config.samples_per_section
         out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift)
         squared = torch.sum((out.rgb.float() - target) ** 2)
-        if self.smooth_rgb == 0:
-            return squared, torch.zeros_like(squared)
-        return squared, self.smooth_rgb * colour_variation(out.samples).sum()
+        penalty = torch.zeros_like(squared)
+        if self.penalties.smooth_rgb > 0:
+            penalty = penalty + self.penalties.smooth_rgb * colour_variation(out.samples).sum()
+        if self.penalties.negative_sigma > 0:
+            span = (far - near) * directions.norm(dim=-1, keepdim=True)
+            penalty = penalty + self.penalties.negative_sigma * negative_density(out.samples, span).sum()
+        return squared, penalty
 
 
 class TrainStep:
@@ -177,15 +195,15 @@ class TrainStep:
             backward in this mode (None: eager). ``reduce-overhead`` replays them as CUDA graphs: the sub-batches have one shape.
         chunk: rays per forward/backward sub-batch (bounds memory; gradients add up to the whole batch's).
         dist: this process among torchrun's; gradients are averaged by DistributedDataParallel.
-        smooth_rgb: weight λ of the mean :func:`colour_variation` of the rays, added to the mean squared error for the
-            gradients (the loss reported stays the squared error).
+        penalties: the regularisers added to the mean squared error for the gradients (the loss reported stays the squared
+            error).
     """
 
     def __init__(self, model: SceneModel, background: Tensor, precision: str = "tf32", compile_mode: Optional[str] = None, chunk: int = 4096,
-                 dist: Distributed = SINGLE, smooth_rgb: float = 0.0):
+                 dist: Distributed = SINGLE, penalties: Penalties = Penalties()):
         self.background, self.precision, self.chunk, self.dist = background, precision, chunk, dist
         self.device = background.device
-        loss = TrainingLoss(model, smooth_rgb)
+        loss = TrainingLoss(model, penalties)
         self.loss: nn.Module = loss if compile_mode is None else compile_module(loss, compile_mode)
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel

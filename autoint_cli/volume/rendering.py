@@ -14,6 +14,8 @@ The activations come after integration, in one place (:func:`activate`):
   (a Monte Carlo estimate of the section mean);
 * integral: section means (Φ(p_k) − Φ(p_{k−1}))/(p_k − p_{k−1}) from the
   integral networks at the N + 1 posts, in float32;
+* refined: the integral renderer, then the few sections around each ray's
+  surface cut finer (Φ at their new posts only), all composited again;
 * quadrature: the grad networks at K samples per ray, each sample standing for
   its own bin: the slow reference on the same weights.
 """
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .rays import Rays
-from .sampling import Sections, prefix_sum, resample_sections, shift_posts, stratified_samples, uniform_sections
+from .sampling import Sections, merge_order, prefix_sum, resample_sections, shift_posts, split_window, stratified_samples, uniform_sections
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,26 @@ def colour_variation(samples: Tensor) -> Tensor:
     return ((colour[..., 1:, :] - colour[..., :-1, :]) ** 2).mean((-2, -1))
 
 
+def negative_density(samples: Tensor, span: Tensor) -> Tensor:
+    """The optical depth a ray's negative raw densities would cancel, were its samples spread evenly over it.
+
+        D = L · 1/S Σ_j relu(−σ_j),   L = (far − near)·‖d‖
+
+    Only the section *mean* of raw σ passes through the relu, so σ < 0 behind a
+    surface (never seen, so never fitted) takes density from any section that
+    reaches past the surface, and the surface turns see-through there.
+
+    Args:
+        samples: [*rays, S, 4] raw values along each ray (σ in channel 0).
+        span: [*rays, 1] the ray's length L in distance.
+
+    Returns:
+        [*rays].
+    """
+    sigma = samples[..., 0].to(torch.promote_types(samples.dtype, torch.float32))
+    return span[..., 0] * torch.relu(-sigma).mean(-1)
+
+
 def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:
     """Sections first, …, first + kept − 1 of each ray: posts [*rays, N + 1] and ``first`` [*rays] (integer, at most
     N − kept) -> posts [*rays, kept + 1]."""
@@ -168,13 +190,52 @@ def render_integral(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, backgroun
         sections = resample_sections(sections, n_sections)
     if first is not None:
         sections = window_sections(sections, first, kept)
-    values = phi(rays, sections.posts)  # [*rays, N+1, 4], float32 or wider
+    return composite_phi(phi(rays, sections.posts), sections.posts, rays, background)
+
+
+def composite_phi(values: Tensor, posts: Tensor, rays: Rays, background: Tensor) -> RenderOutput:
+    """Section means by differences of Φ, then :func:`composite`: values [*rays, N + 1, 4] (Φ at the posts), posts
+    [*rays, N + 1]. The means are (Φ(p_k) − Φ(p_{k−1}))/(p_k − p_{k−1}), in Φ's precision (float32 or wider)."""
     # Differences of Φ over short sections cancel most digits: keep them in Φ's precision.
-    posts = sections.posts.to(values.dtype)
+    posts = posts.to(values.dtype)
     means = (values[..., 1:, :] - values[..., :-1, :]) / (posts[..., 1:] - posts[..., :-1])[..., None]
     sigma, rgb = activate(means)
     norm = rays.directions.norm(dim=-1, keepdim=True).to(values.dtype)
     return composite(sigma, rgb, Sections(posts), norm, background.to(values.dtype))
+
+
+def refined_window(weights: Tensor, kept: int) -> Tensor:
+    """The first of the ``kept`` sections to refine on each ray: those around the one of most weight, k* = argmax_k w_k,
+    from k* − ⌊kept/2⌋ (so with kept = 2 the section before k* too, where a surface that k*'s mean hides may begin),
+    moved to lie within the N sections. weights: [*rays, N] -> [*rays] long."""
+    n = weights.shape[-1]
+    return (weights.argmax(-1) - kept // 2).clamp(0, n - kept)
+
+
+def render_refined(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, n_sections: Optional[int],
+                   splits: int, kept: int) -> RenderOutput:
+    """The integral renderer with the sections around each ray's surface cut finer: two passes of Φ.
+
+    The first pass is :func:`render_integral` at N. The ``kept`` sections around its section of most weight
+    (:func:`refined_window`) are then each cut into R = ``splits`` equal parts: Φ at the kept·(R − 1) new posts only,
+    and all N + kept·(R − 1) sections composited again. A section that reaches past a surface averages the raw values
+    behind it (never fitted) into its mean; cut finer, the part that holds the surface keeps its own. Φ is evaluated
+    at N + 1 + kept·(R − 1) posts in all, against N·R + 1 for every section cut R ways. Requires 1 ≤ kept ≤ N.
+    """
+    sections = sections_fn(rays)
+    if n_sections is not None:
+        sections = resample_sections(sections, n_sections)
+    n = sections.n_sections
+    values = phi(rays, sections.posts)  # [*rays, N+1, 4]
+    if splits == 1:
+        return composite_phi(values, sections.posts, rays, background)
+    first = refined_window(composite_phi(values, sections.posts, rays, background).weights, kept)
+    extra = split_window(sections, first, kept, splits)
+    order = merge_order(first, n, kept, splits)
+    posts = torch.cat((sections.posts, extra), -1).gather(-1, order)
+    values = torch.cat((values, phi(rays, extra)), -2)
+    values = values.gather(-2, order[..., None].expand(*order.shape, values.shape[-1]))
+    return composite_phi(values, posts, rays, background)
 
 
 def render_quadrature(grad: FieldFn, rays: Rays, background: Tensor, n_samples: int = QUADRATURE_SAMPLES,

@@ -145,3 +145,46 @@ def stratified_samples(
         u = torch.rand(shape, generator=generator, device=posts.device, dtype=posts.dtype)
     offsets = (torch.arange(n_per_section, device=posts.device, dtype=posts.dtype) + u) / n_per_section
     return posts[..., :-1, None] + sections.lengths[..., None] * offsets
+
+
+def split_window(sections: Sections, first: Tensor, kept: int, splits: int) -> Tensor:
+    """The posts that cut sections first, …, first + kept − 1 of each ray into ``splits`` equal parts each.
+
+        q_{j,r} = p_{f+j} + (p_{f+j+1} − p_{f+j})·r/R,   j = 0 … kept − 1, r = 1 … R − 1,
+
+    f = ``first`` and R = ``splits``; the posts already there are not repeated.
+
+    Args:
+        sections: posts [*rays, N + 1].
+        first: [*rays] integer, at most N − kept.
+
+    Returns:
+        [*rays, kept·(R − 1)], in order along each ray.
+    """
+    posts = sections.posts
+    index = first[..., None].long() + torch.arange(kept, device=posts.device)
+    left, right = posts.gather(-1, index), posts.gather(-1, index + 1)
+    fractions = torch.arange(1, splits, device=posts.device, dtype=posts.dtype) / splits
+    return (left[..., None] + (right - left)[..., None] * fractions).flatten(-2)
+
+
+def merge_order(first: Tensor, n_sections: int, kept: int, splits: int) -> Tensor:
+    """Where each post of a refined ray comes from: indices into cat(posts [N + 1], :func:`split_window`'s [kept·(R − 1)]).
+
+    Position i of the refined ray (N + 1 + kept·(R − 1) posts) takes, with f = ``first`` and o = i − f:
+    post i while i ≤ f; inside the window (0 < o ≤ kept·R) post f + o/R when R divides o, else the window's
+    post (j, r) = (⌊o/R⌋, o mod R); after it, post i − kept·(R − 1).
+
+    Args:
+        first: [*rays] integer, at most N − kept.
+
+    Returns:
+        [*rays, N + 1 + kept·(R − 1)] long.
+    """
+    extra = kept * (splits - 1)
+    i = torch.arange(n_sections + 1 + extra, device=first.device)
+    f = first[..., None].long()
+    o = i - f
+    j, r = torch.div(o, splits, rounding_mode="floor"), torch.remainder(o, splits)
+    inside = torch.where(r == 0, f + j, n_sections + 1 + j * (splits - 1) + r - 1)
+    return torch.where(o <= 0, i, torch.where(o <= kept * splits, inside, i - extra))
