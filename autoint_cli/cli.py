@@ -401,7 +401,8 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
         device = _device(device_name)
         run = load_run(load.expdir, device, load.ckpt)
         speed = view_speed.resolved(device.type == "cuda")
-        settings = render_settings(speed, run.config.run.precision, n_sections=options.n_sections)
+        settings = render_settings(speed, run.config.run.precision, n_sections=options.n_sections, refine=options.refine,
+                                   refine_sections=options.refine_sections)
         # A new N on the page is compiled on a thread of its own; eager frames meanwhile, not a frozen page.
         frames = FrameRenderer(run, settings, device, warm_in_background=True, window=options.window_sections or None)
         height = options.max_height or (800 if device.type == "cuda" else 64)

@@ -260,6 +260,9 @@ class ViewConfig:
                              "elsewhere (a checkbox on the page turns it off; details smaller than 4 pixels can be missed)", default=True)
     window_sections: int = _help("when skipping empty space, draw a pixel on only this many consecutive sections where the first "
                                  "pass's rays around it need no more (0: always all N)", minimum=0, default=4)
+    refine: int = _help(REFINE_HELP + "; a refined frame draws every pixel on all its sections (no --window_sections)", minimum=1,
+                        default=1)
+    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=2)
 
 
 @dataclass(frozen=True)

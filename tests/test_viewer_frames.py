@@ -176,6 +176,25 @@ def test_section_windows_in_a_trained_runs_frames_and_its_warm_up(tiny_run):
     assert frames._window_of(frames.renderer(3, "integral")) is None  # a window of 3 of N = 3 saves nothing
 
 
+def test_refined_frames_are_what_autoint_render_refine_makes_and_use_no_windows(tiny_run):
+    """autoint-view --refine 3: a frame is autoint-render --refine 3's image; no section window is drawn (the refined renderer
+    draws all its sections), and the quadrature reference of the same settings is not refined."""
+    tmp_path, run_dir = tiny_run
+    run = load_run(run_dir, CPU)
+    frames = FrameRenderer(run, RenderSettings(n_sections=4, refine=3), CPU, window=2)
+    pose = run.scene.c2w[run.scene.i_test[0]].double().numpy()
+    camera = viewer_intrinsics(np.radians(vertical_fov(run.scene.intrinsics)), run.scene.W / run.scene.H, run.scene.H)
+    image, _ = frames.render(pose, camera)
+    out = tmp_path / "refined_split"
+    assert render_main(["--expdir", str(run_dir), "--n_sections", "4", "--refine", "3", "--out", str(out)]) == 0
+    np.testing.assert_array_equal(image, iio.imread(out / "rgb_000.png"))
+    skipped, _ = frames.render(pose, camera, skip_empty=True)
+    assert np.abs(skipped.astype(int) - image.astype(int)).max() <= 1
+    assert frames._window_of(frames.renderer(4, "integral")) is None and not frames.renderer(4, "integral")._windows
+    frames.render(pose, camera, n_sections=4, kind="quadrature")
+    assert frames.renderer(4, "quadrature").settings.refine == 1
+
+
 def test_frames_are_drawn_one_at_a_time_whichever_thread_asks(tiny_run, monkeypatch):
     """Two browsers' draw loops call render at once; a CUDA-graph renderer shares its input buffers, so frames must not overlap."""
     _, run_dir = tiny_run

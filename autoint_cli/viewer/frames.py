@@ -257,7 +257,9 @@ class FrameRenderer:
         return self._renderers[key]
 
     def _build(self, key: Tuple[int, str], **changes) -> Renderer:
-        return Renderer(self.run.model, self.background, replace(self.settings, n_sections=key[0], renderer=key[1], **changes))
+        # The settings' refinement is the integral renderer's: the quadrature reference has no sections to cut.
+        refine = {} if key[1] == "integral" else {"refine": 1}
+        return Renderer(self.run.model, self.background, replace(self.settings, n_sections=key[0], renderer=key[1], **refine, **changes))
 
     def warming(self, n_sections: int, kind: str = "integral") -> bool:
         """Whether frames at (N, kind) are drawn by an eager stand-in while the settings' renderer is compiled and captured."""
