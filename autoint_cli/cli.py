@@ -154,13 +154,27 @@ def demo_scene_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--n_val", type=int, default=defaults.n_val)
     parser.add_argument("--n_test", type=int, default=defaults.n_test)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the camera positions")
+    parser.add_argument("--train_elevation", type=float, nargs=2, default=defaults.train_elevation, metavar=("LOW", "HIGH"),
+                        help="degrees above the horizon between which the training (and val) cameras lie")
+    parser.add_argument("--holdout_elevation", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="put the val and test cameras between these elevations instead: views unlike the training ones")
+    parser.add_argument("--opaque_density", type=float, default=defaults.opaque_density,
+                        help="give every shape this density, so that only surfaces are seen (0: the demo's own, partly translucent)")
     args = parser.parse_args(argv)
     for name in ("size", "n_train", "n_val", "n_test"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("train_elevation", "holdout_elevation"):
+        band = getattr(args, name)
+        if band is not None and not 0 <= band[0] < band[1] <= 90:
+            parser.error(f"--{name} must be two elevations 0 <= LOW < HIGH <= 90, got {band[0]:g} {band[1]:g}")
+    if args.opaque_density < 0:
+        parser.error(f"--opaque_density must be at least 0, got {args.opaque_density:g}")
 
     def body() -> int:
-        spec = DemoSceneSpec(size=args.size, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed)
+        holdout = None if args.holdout_elevation is None else tuple(args.holdout_elevation)
+        spec = DemoSceneSpec(size=args.size, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
+                             train_elevation=tuple(args.train_elevation), holdout_elevation=holdout, opaque_density=args.opaque_density)
         try:
             out = write_demo_scene(args.out, spec)
         except OSError as err:

@@ -113,6 +113,16 @@ def test_demo_scene_command(tmp_path, capsys):
     assert demo_scene_main(["--out", str(tmp_path / "mine")]) == 2
     assert "exists and is not a demo scene" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["photo.png"]
+    # The held-out-views variant: its flags reach the scene (the marker records them); bad bands are refused in one line.
+    assert demo_scene_main(["--out", str(tmp_path / "low"), "--size", "8", "--n_train", "2", "--n_val", "1", "--n_test", "1",
+                            "--train_elevation", "20", "75", "--holdout_elevation", "5", "12", "--opaque_density", "300"]) == 0
+    marker = json.loads((tmp_path / "low" / ".autoint_demo").read_text())
+    assert (marker["train_elevation"], marker["holdout_elevation"], marker["opaque_density"]) == ([20, 75], [5, 12], 300)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        demo_scene_main(["--out", str(tmp_path / "bad"), "--holdout_elevation", "12", "5"])
+    err = capsys.readouterr().err
+    assert "--holdout_elevation must be two elevations 0 <= LOW < HIGH <= 90, got 12 5" in err and "Traceback" not in err
 
 
 def test_demo_scene_module_entry_point(tmp_path):

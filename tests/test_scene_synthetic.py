@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from autoint_cli.scene import load_blender
-from autoint_cli.scene.synthetic import DEMO_SHAPES, DemoSceneSpec, Shape, demo_cameras, render_exact, render_view, write_demo_scene
+from autoint_cli.scene.synthetic import DEMO_SHAPES, DemoSceneSpec, Shape, demo_cameras, demo_shapes, render_exact, render_view, write_demo_scene
 from autoint_cli.volume.rays import Intrinsics, Rays
 
 
@@ -105,3 +105,38 @@ def test_cameras_look_at_the_object():
         assert poses.shape[1:] == (3, 4)
         np.testing.assert_allclose(np.linalg.norm(poses[:, :, 3], axis=-1), 4.0, atol=1e-9)
         assert (poses[:, 2, 3] > 0).all(), split  # upper hemisphere
+
+
+def _elevations(poses):
+    return np.degrees(np.arcsin(poses[:, 2, 3] / np.linalg.norm(poses[:, :, 3], axis=-1)))
+
+
+def test_held_out_views_lie_in_their_own_band_and_the_default_scene_is_unchanged():
+    """holdout_elevation: val and test cameras between its elevations, training ones between train_elevation's; without it the
+    cameras are those of the default spec (the README's demo scene does not change)."""
+    spec = DemoSceneSpec(n_train=60, n_val=30, n_test=30, train_elevation=(20.0, 75.0), holdout_elevation=(5.0, 12.0))
+    cameras = demo_cameras(spec)
+    train = _elevations(cameras["train"])
+    assert train.min() >= 20 - 1e-9 and train.max() <= 75 + 1e-9 and train.max() - train.min() > 30
+    for split in ("val", "test"):
+        held = _elevations(cameras[split])
+        assert held.min() >= 5 - 1e-9 and held.max() <= 12 + 1e-9, split
+    default = demo_cameras(DemoSceneSpec())
+    np.testing.assert_allclose(_elevations(default["test"]), 30.0, atol=1e-9)
+    assert _elevations(default["train"]).min() >= 5 - 1e-9
+
+
+def test_opaque_density_makes_every_shape_opaque_and_leaves_the_rest():
+    """opaque_density 300: the same shapes, colours and places at that density; the images' alpha is then 0 or 1 away from the
+    silhouette (a partly translucent shape of the demo would leave values between)."""
+    shapes = demo_shapes(DemoSceneSpec(opaque_density=300.0))
+    assert [s.density for s in shapes] == [300.0] * len(DEMO_SHAPES)
+    assert [(s.kind, s.center, s.half_size, s.color) for s in shapes] == [(s.kind, s.center, s.half_size, s.color) for s in DEMO_SHAPES]
+    assert demo_shapes(DemoSceneSpec()) == DEMO_SHAPES
+    from autoint_cli.volume.rays import Intrinsics
+
+    c2w = demo_cameras(DemoSceneSpec())["test"][0]
+    _, translucent = render_view(c2w, Intrinsics.from_focal(32, 32, 40.0))
+    _, opaque = render_view(c2w, Intrinsics.from_focal(32, 32, 40.0), shapes)
+    between = lambda alpha: ((alpha > 0.02) & (alpha < 0.98)).mean()  # noqa: E731
+    assert between(opaque) < 0.5 * between(translucent)

@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import imageio.v3 as iio
 import numpy as np
@@ -122,20 +122,38 @@ class DemoSceneSpec:
     camera_angle_x: float = 0.6911112070083618  # nerf_synthetic's field of view
     radius: float = 4.0
     seed: int = 0
+    train_elevation: Tuple[float, float] = (5.0, 75.0)
+    holdout_elevation: Optional[Tuple[float, float]] = None
+    opaque_density: float = 0.0
+
+
+def demo_shapes(spec: DemoSceneSpec) -> Tuple[Shape, ...]:
+    """The demo's shapes, every one of density ``opaque_density`` when it is set (> 0): opaque, so that only their surfaces are
+    ever seen, as in a Blender scene."""
+    if spec.opaque_density <= 0:
+        return DEMO_SHAPES
+    return tuple(dataclasses.replace(shape, density=spec.opaque_density) for shape in DEMO_SHAPES)
 
 
 def demo_cameras(spec: DemoSceneSpec) -> Dict[str, np.ndarray]:
-    """Cameras on the upper hemisphere at ``radius``, looking at the origin: random for train/val, a ring for test."""
+    """Cameras at ``radius``, looking at the origin, uniform on a sphere cap by area.
+
+    Training (and, by default, val) cameras lie between ``train_elevation`` degrees above the horizon; test cameras on a ring
+    at 30°. With ``holdout_elevation`` the val and test cameras are drawn between those elevations instead: views unlike
+    any training one (e.g. training 20–75°, held out 5–12°), where a field must extrapolate to directions it never saw.
+    """
     rng = np.random.default_rng(spec.seed)
 
-    def random_views(n: int) -> np.ndarray:
+    def random_views(n: int, band: Tuple[float, float]) -> np.ndarray:
         azimuth = rng.uniform(-180, 180, n)
-        # Uniform on the sphere cap between 5° and 75° above the horizon.
-        elevation = np.degrees(np.arcsin(rng.uniform(np.sin(np.radians(5)), np.sin(np.radians(75)), n)))
+        elevation = np.degrees(np.arcsin(rng.uniform(np.sin(np.radians(band[0])), np.sin(np.radians(band[1])), n)))
         return np.stack([spherical_pose(a, -e, spec.radius) for a, e in zip(azimuth, elevation)])
 
+    train = random_views(spec.n_train, spec.train_elevation)
+    if spec.holdout_elevation is not None:
+        return {"train": train, "val": random_views(spec.n_val, spec.holdout_elevation), "test": random_views(spec.n_test, spec.holdout_elevation)}
     ring = np.stack([spherical_pose(a, -30.0, spec.radius) for a in np.linspace(-180, 180, spec.n_test + 1)[:-1] + 7.5])
-    return {"train": random_views(spec.n_train), "val": random_views(spec.n_val), "test": ring}
+    return {"train": train, "val": random_views(spec.n_val, spec.train_elevation), "test": ring}
 
 
 def render_view(c2w: np.ndarray, intrinsics: Intrinsics, shapes: Sequence[Shape] = DEMO_SHAPES):
@@ -183,7 +201,7 @@ def _render_demo(out: Path, spec: DemoSceneSpec) -> None:
         (out / split).mkdir(parents=True, exist_ok=True)
         frames: List[dict] = []
         for i, c2w in enumerate(poses):
-            rgb, alpha = render_view(c2w, intrinsics)
+            rgb, alpha = render_view(c2w, intrinsics, demo_shapes(spec))
             iio.imwrite(out / split / f"r_{i}.png", to_rgba8(rgb, alpha))
             matrix = np.concatenate((c2w, [[0.0, 0.0, 0.0, 1.0]]), 0)
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix.tolist()})
