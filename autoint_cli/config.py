@@ -131,6 +131,9 @@ class RunConfig:
     negative_sigma: float = _help("weight of a penalty on negative raw density along a training ray (the optical depth it would "
                                   "cancel): only a section's mean density passes the relu, so density below zero behind a surface "
                                   "makes a section that reaches past it see-through", minimum=0, default=0.0)
+    sigma_consistency: float = _help("weight of a penalty on the raw density at points of a training ray differing from the density "
+                                     "there seen along another training pixel's direction: AutoInt's density depends on the direction, "
+                                     "and this ties the directions no view constrains to those the views do", minimum=0, default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)

@@ -11,9 +11,10 @@ from autoint_cli.autoint import HashGrid
 from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import RadianceField, SceneModel
 from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainStep, save_state, setup_state
+from autoint_cli.train.step import CROSS_POINTS
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import colour_variation, negative_density, render_training
+from autoint_cli.volume.rendering import colour_variation, density_disagreement, negative_density, render_training
 
 from helpers import free_port
 
@@ -91,14 +92,16 @@ def test_sub_batches_give_the_whole_batch_step():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
-@pytest.mark.parametrize("lam, mu", [(0.3, 0.0), (0.0, 0.02), (0.3, 0.02)])
-def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu):
-    """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D (autograd on
-    one pass, float64); the loss reported stays the squared error."""
+@pytest.mark.parametrize("lam, mu, nu", [(0.3, 0.0, 0.0), (0.0, 0.02, 0.0), (0.0, 0.0, 0.05), (0.3, 0.02, 0.05)])
+def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu):
+    """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D + ν · mean Δ
+    (autograd on one pass, float64); the loss reported stays the squared error."""
     state, batch = make_state(), make_batch()
     state.model.double()
+    g = torch.Generator().manual_seed(5)
+    cross = torch.cat((torch.rand(N_RAYS, CROSS_POINTS, 1, generator=g), torch.randn(N_RAYS, CROSS_POINTS, 3, generator=g)), -1).double()
     batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
-                                jitter=batch.jitter.double())
+                                jitter=batch.jitter.double(), cross=cross)
     background = torch.ones(3, dtype=torch.float64)
     grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
     out = render_training(grad, state.model.sections, batch.rays, background, MODEL.samples_per_section, jitter=batch.jitter)
@@ -107,8 +110,9 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu):
     assert negative_density(out.samples, span).min() > 0  # an untrained field has negative raw density on every ray here
     params = [p for p in state.model.parameters() if p.requires_grad]
     objective = mse + lam * colour_variation(out.samples).mean() + mu * negative_density(out.samples, span).mean()
+    objective = objective + nu * density_disagreement(grad, batch.rays, cross).mean()
     expected = torch.autograd.grad(objective, params, retain_graph=True)
-    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(smooth_rgb=lam, negative_sigma=mu))
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu))
     loss = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.
@@ -134,6 +138,31 @@ def test_post_shift_is_drawn_last_and_within_its_share():
     torch.testing.assert_close(shifted.jitter, plain.jitter, rtol=0, atol=0)
     torch.testing.assert_close(shifted.target, plain.target, rtol=0, atol=0)
     torch.testing.assert_close(shifted.rays.origins, plain.rays.origins, rtol=0, atol=0)
+
+
+def test_cross_points_are_drawn_last_with_the_directions_of_training_pixels():
+    """sigma_consistency's points: u in [0, 1) for CROSS_POINTS per ray, each with the direction of some pixel's ray of the
+    (one) training view, drawn after everything else, so the other draws of a batch are unchanged."""
+    import tempfile
+
+    from autoint_cli.scene import load_blender
+    from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
+    from autoint_cli.volume.rays import pixel_rays
+
+    with tempfile.TemporaryDirectory() as folder:
+        scene = load_blender(write_demo_scene(f"{folder}/s", DemoSceneSpec(size=10, n_train=1, n_val=1, n_test=1)))
+    plain = BatchSampler(scene, torch.device("cpu"), 500, 6, 2, post_shift=0.5)(torch.Generator().manual_seed(0), 0)
+    crossed = BatchSampler(scene, torch.device("cpu"), 500, 6, 2, post_shift=0.5, cross=True)(torch.Generator().manual_seed(0), 0)
+    assert plain.cross is None and crossed.cross.shape == (500, CROSS_POINTS, 4)
+    for field in ("jitter", "target", "post_shift"):
+        torch.testing.assert_close(getattr(crossed, field), getattr(plain, field), rtol=0, atol=0)
+    u = crossed.cross[..., 0]
+    assert u.min() >= 0 and u.max() < 1 and u.std() > 0.2
+    rows, cols = torch.meshgrid(torch.arange(10), torch.arange(10), indexing="ij")
+    every = pixel_rays(scene.c2w[scene.i_train[0]], rows.reshape(-1), cols.reshape(-1), scene.intrinsics, scene.near, scene.far).directions
+    distance = torch.cdist(crossed.cross[..., 1:].reshape(-1, 3).double(), every.double(), compute_mode="donot_use_mm_for_euclid_dist").min(-1).values
+    assert distance.max() < 1e-6
+    assert len({tuple(d) for d in crossed.cross[..., 1:].reshape(-1, 3).tolist()}) > 50  # many pixels, not one
 
 
 def _rank_step(rank: int, world_size: int, port: int, out: str) -> None:

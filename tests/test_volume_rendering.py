@@ -10,7 +10,7 @@ from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import (activate, colour_variation, composite, negative_density, refined_window, render_integral, render_quadrature, render_refined,
+from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, refined_window, render_integral, render_quadrature, render_refined,
                                           render_training)
 from autoint_cli.volume.sampling import Sections, shift_posts, uniform_sections
 
@@ -192,6 +192,31 @@ def test_negative_density_against_a_loop():
             expected[i, k] = span[i, k, 0] * sum(max(-float(samples[i, k, j, 0]), 0.0) for j in range(6)) / 6
     torch.testing.assert_close(negative_density(samples, span), expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(negative_density(samples.abs(), span), torch.zeros(3, 2, dtype=F64), rtol=0, atol=0)
+
+
+def test_density_disagreement_against_rays_through_each_point():
+    """Δ against the raw density of a ray o' = x − 2e, t = 2 through each point x along each direction e (one point at a
+    time, float64): Φ sees o and t only through o + t·e, and the own direction counts as its unit vector."""
+    model = small_model(shared_trunk=True)
+    rays = random_rays(n=3, seed=2)
+    generator = torch.Generator().manual_seed(3)
+    cross = torch.cat((torch.rand(3, 2, 1, generator=generator, dtype=F64), torch.randn(3, 2, 3, generator=generator, dtype=F64)), -1)
+    span = (rays.far - rays.near)[:, 0] * rays.directions.norm(dim=-1)
+
+    def density(x, e):
+        e = e / e.norm()
+        ray = Rays((x - 2 * e)[None], e[None], torch.full((1, 1), 2.0, dtype=F64), torch.full((1, 1), 6.0, dtype=F64))
+        return model.field.grad(ray, torch.full((1, 1), 2.0, dtype=F64))[0, 0, 0]
+
+    expected = torch.zeros(3, dtype=F64)
+    for i in range(3):
+        for p in range(2):
+            t = rays.near[i, 0] + cross[i, p, 0] * (rays.far[i, 0] - rays.near[i, 0])
+            x = rays.origins[i] + t * rays.directions[i]
+            expected[i] += span[i] * (density(x, rays.directions[i]) - density(x, cross[i, p, 1:])).abs() / 2
+    torch.testing.assert_close(density_disagreement(model.field.grad, rays, cross), expected, rtol=1e-10, atol=1e-12)
+    same = torch.cat((cross[..., :1], rays.directions[:, None, :].expand(3, 2, 3) * 3), -1)  # the ray's own direction, longer
+    torch.testing.assert_close(density_disagreement(model.field.grad, rays, same), torch.zeros(3, dtype=F64), rtol=0, atol=1e-12)
 
 
 def test_training_renderer_keeps_its_samples_and_shifts_posts():

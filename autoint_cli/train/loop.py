@@ -65,13 +65,14 @@ class Training:
         if dist.is_main and not finished:  # only once every check has passed (the resume's included)
             write_run_files(self.run_dir, config, config_text)
         background = torch.tensor(scene.background, device=device)
-        penalties = Penalties(run.smooth_rgb, run.negative_sigma)
+        penalties = Penalties(run.smooth_rgb, run.negative_sigma, run.sigma_consistency)
         self.step = TrainStep(model, background, run.precision, run.compile_mode if run.compile else None, run.chunk, dist, penalties)
         if dist.active and dist.is_main:
             logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",
                         dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)
         self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist,
-                                   run.precrop_iters, run.precrop_frac, run.raw_noise_std, run.random_bkgd, run.post_shift)
+                                   run.precrop_iters, run.precrop_frac, run.raw_noise_std, run.random_bkgd, run.post_shift,
+                                   run.sigma_consistency > 0)
         self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
         self.last_saved = self.state.resumed_from
         self.last: Optional[StepResult] = None

@@ -21,7 +21,7 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import colour_variation, negative_density, render_training
+from ..volume.rendering import colour_variation, density_disagreement, negative_density, render_training
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -40,6 +40,8 @@ class Batch:
             the scene's.
         post_shift: [n_rays, n_sections − 1] how far each inner post moves, in [−½, ½] of a neighbouring section
             (``post_shift``), or None.
+        cross: [n_rays, CROSS_POINTS, 4] points along each ray (u ∈ [0, 1) of [near, far]) and the direction of another
+            training pixel's ray to look at each from (``sigma_consistency``), or None.
     """
 
     rays: Rays
@@ -49,6 +51,12 @@ class Batch:
     sigma_noise: Optional[Tensor] = None
     background: Optional[Tensor] = None
     post_shift: Optional[Tensor] = None
+    cross: Optional[Tensor] = None
+
+
+# Points per training ray at which sigma_consistency compares the density of two directions: 2 evaluations each, against
+# N·M for the ray itself (a quarter more at N = 16, M = 2).
+CROSS_POINTS = 4
 
 
 class StepInterrupted(Exception):
@@ -89,14 +97,16 @@ class BatchSampler:
     background, density of that very colour in empty space costs nothing
     (white fog on Blender scenes); against a random one it always does.
     With ``post_shift`` s > 0 each inner post of a ray's sections moves by
-    u ~ U[−s/2, s/2) of a neighbouring section.
+    u ~ U[−s/2, s/2) of a neighbouring section. With ``cross`` each ray gets
+    :data:`CROSS_POINTS` points u ~ U[0, 1) along it, each with the direction of
+    the ray of another random training pixel (``sigma_consistency``).
     """
 
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
                  precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False,
-                 post_shift: float = 0.0):
+                 post_shift: float = 0.0, cross: bool = False):
         self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
-        self.post_shift = post_shift
+        self.post_shift, self.cross = post_shift, cross
         # Only the training views go to the device, indexed by their place k in i_train (a slot).
         self.images = scene.images[scene.i_train].to(device)
         self.c2w = scene.c2w[scene.i_train].to(device)
@@ -111,11 +121,11 @@ class BatchSampler:
         crop_h, crop_w = max(1, int(h * precrop_frac)), max(1, int(w * precrop_frac))
         self.crop = (h // 2 - crop_h // 2, w // 2 - crop_w // 2, crop_h, crop_w)  # top, left, height, width
 
-    def _pixels(self, generator: torch.Generator, step: int):
-        """(slot, row, col) of ``n_rays`` pixels, slot k being training view i_train[k]: anywhere, or in the central crop while
-        ``step`` < precrop_iters."""
+    def _pixels(self, generator: torch.Generator, step: int, shape: Optional[Tuple[int, ...]] = None):
+        """(slot, row, col) of ``n_rays`` pixels (or of ``shape``), slot k being training view i_train[k]: anywhere, or in the
+        central crop while ``step`` < precrop_iters."""
         top, left, h, w = (0, 0, self.scene.H, self.scene.W) if step >= self.precrop_iters else self.crop
-        index = torch.randint(0, self.images.shape[0] * h * w, (self.n_rays,), generator=generator, device=generator.device)
+        index = torch.randint(0, self.images.shape[0] * h * w, shape or (self.n_rays,), generator=generator, device=generator.device)
         pixel = index % (h * w)
         return index // (h * w), top + pixel // w, left + pixel % w
 
@@ -136,7 +146,14 @@ class BatchSampler:
         if self.post_shift > 0:  # drawn last, for the same reason
             n_inner = self.jitter_shape[1] - 1
             shift = self.post_shift * (torch.rand((self.n_rays, n_inner), generator=generator, device=self.device)[self.local] - 0.5)
-        return Batch(rays, target, jitter, self.n_rays, noise, background, shift)
+        return Batch(rays, target, jitter, self.n_rays, noise, background, shift, self._cross(generator, step) if self.cross else None)
+
+    def _cross(self, generator: torch.Generator, step: int) -> Tensor:
+        """[local rays, CROSS_POINTS, 4]: u ~ U[0, 1) and the direction of another random training pixel's ray (drawn last)."""
+        u = torch.rand((self.n_rays, CROSS_POINTS, 1), generator=generator, device=self.device)[self.local]
+        views, rows, cols = (x[self.local] for x in self._pixels(generator, step, (self.n_rays, CROSS_POINTS)))
+        others = pixel_rays(self.c2w[views], rows, cols, self.scene.intrinsics, self.scene.near, self.scene.far, self.scene.ndc)
+        return torch.cat((u, others.directions), -1)
 
 
 @dataclass(frozen=True)
@@ -146,22 +163,25 @@ class Penalties:
     Attributes:
         smooth_rgb: λ of the mean :func:`~autoint_cli.volume.rendering.colour_variation` of the rays.
         negative_sigma: μ of the mean :func:`~autoint_cli.volume.rendering.negative_density` of the rays.
+        sigma_consistency: ν of the mean :func:`~autoint_cli.volume.rendering.density_disagreement` of the rays (their
+            batch's ``cross`` points).
     """
 
     smooth_rgb: float = 0.0
     negative_sigma: float = 0.0
+    sigma_consistency: float = 0.0
 
 
 class TrainingLoss(nn.Module):
     """The training renderer and the squared error as one module, so that one torch.compile graph (and DistributedDataParallel's hooks) covers both.
 
-    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift)``
+    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D)) over
-    the sub-batch: [] each, V the :func:`colour_variation` and D the
-    :func:`negative_density` of each ray, λ and μ the :class:`Penalties`
-    (zero, and neither computed, when both are 0).
+    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ))
+    over the sub-batch: [] each, V the :func:`colour_variation`, D the
+    :func:`negative_density` and Δ the :func:`density_disagreement` of each
+    ray, λ, μ and ν the :class:`Penalties` (a term of weight 0 is not computed).
     """
 
     def __init__(self, model: SceneModel, penalties: Penalties = Penalties()):
@@ -170,7 +190,7 @@ class TrainingLoss(nn.Module):
         self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
 
     def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor,
-                sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None, cross: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         rays = Rays(origins, directions, near, far)
         m = self.model.config.samples_per_section
         out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift)
@@ -181,6 +201,8 @@ class TrainingLoss(nn.Module):
         if self.penalties.negative_sigma > 0:
             span = (far - near) * directions.norm(dim=-1, keepdim=True)
             penalty = penalty + self.penalties.negative_sigma * negative_density(out.samples, span).sum()
+        if self.penalties.sigma_consistency > 0 and cross is not None:
+            penalty = penalty + self.penalties.sigma_consistency * density_disagreement(self.grad, rays, cross).sum()
         return squared, penalty
 
 
@@ -244,11 +266,12 @@ class TrainStep:
             rays = batch.rays[part]
             noise = None if batch.sigma_noise is None else batch.sigma_noise[part]
             shift = None if batch.post_shift is None else batch.post_shift[part]
+            cross = None if batch.cross is None else batch.cross[part]
             background = self.background if batch.background is None else batch.background[part]
             with sync:
                 with autocast(self.precision, self.device):
                     squared, penalty = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part],
-                                                 background, noise, shift)
+                                                 background, noise, shift, cross)
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
                 loss = squared / (3 * n_local)
                 (loss + penalty / n_local).backward()

@@ -170,6 +170,38 @@ def negative_density(samples: Tensor, span: Tensor) -> Tensor:
     return span[..., 0] * torch.relu(-sigma).mean(-1)
 
 
+def density_disagreement(grad: FieldFn, rays: Rays, cross: Tensor) -> Tensor:
+    """How much a ray's raw density at points along it changes when the same points are looked at from other directions.
+
+        Δ = L · 1/P Σ_p |σ(x_p; d̂) − σ(x_p; ê_p)|,   x_p = o + t_p d,   t_p = near + u_p (far − near),   L = (far − near)·‖d‖
+
+    σ(x; e) = ∂Φ/∂t of the ray through x along the unit direction e, at x (Φ sees o and t only through
+    o + t·e, so the ray o = x, t = 0 serves). AutoInt's density is a directional derivative of a network
+    conditioned on the direction, so nothing else ties the density one direction sees to what another sees;
+    a physical field's does not depend on the direction at all.
+
+    Args:
+        grad: the grad networks (raw σ in channel 0).
+        rays: [n_rays].
+        cross: [n_rays, P, 4]: u_p ∈ [0, 1) in channel 0, the other direction e_p (any length) in 1:4.
+
+    Returns:
+        [n_rays].
+    """
+    u, other = cross[..., 0], cross[..., 1:]
+    t = rays.near + u * (rays.far - rays.near)  # [n_rays, P]
+    points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]  # [n_rays, P, 3]
+    own = torch.nn.functional.normalize(rays.directions, dim=-1)[..., None, :].expand_as(points)
+    directions = torch.cat((own, torch.nn.functional.normalize(other, dim=-1)), -2).reshape(-1, 3)  # [n_rays·2P, 3]
+    n = directions.shape[0]
+    zeros = directions.new_zeros(n, 1)
+    looked = Rays(torch.cat((points, points), -2).reshape(-1, 3), directions, zeros, zeros + 1)
+    sigma = grad(looked, zeros)[..., 0, 0].reshape(*u.shape[:-1], 2, u.shape[-1])  # [n_rays, 2, P]
+    sigma = sigma.to(torch.promote_types(sigma.dtype, torch.float32))
+    span = (rays.far - rays.near)[..., 0] * rays.directions.norm(dim=-1)
+    return span * (sigma[..., 0, :] - sigma[..., 1, :]).abs().mean(-1)
+
+
 def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:
     """Sections first, …, first + kept − 1 of each ray: posts [*rays, N + 1] and ``first`` [*rays] (integer, at most
     N − kept) -> posts [*rays, kept + 1]."""
