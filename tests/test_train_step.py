@@ -226,13 +226,22 @@ def test_precrop_draws_from_the_central_crop_first():
     assert noisy.sigma_noise.shape == (4000, 4) and abs(noisy.sigma_noise.std().item() - 2.0) < 0.06
 
 
-def test_the_compiled_step_takes_the_eager_step():
-    """torch.compile over the whole sub-batch loss and its backward: the same loss and the same weights after two steps (float32 on the CPU)."""
+def with_cross(batch: Batch, seed: int) -> Batch:
+    """The batch with sigma_consistency's points: u and another direction per point."""
+    g = torch.Generator().manual_seed(seed)
+    n = batch.target.shape[0]
+    return dataclasses.replace(batch, cross=torch.cat((torch.rand(n, CROSS_POINTS, 1, generator=g), torch.randn(n, CROSS_POINTS, 3, generator=g)), -1))
+
+
+@pytest.mark.parametrize("penalties", [Penalties(), Penalties(1e-3, 1e-3, 1e-3)])
+def test_the_compiled_step_takes_the_eager_step(penalties):
+    """torch.compile over the whole sub-batch loss and its backward: the same loss and the same weights after two steps (float32 on the CPU),
+    with and without the penalties (and their cross points)."""
     eager, compiled = make_state(), make_state()
-    eager_step = TrainStep(eager.model, torch.ones(3), precision="fp32", chunk=N_RAYS)
-    compiled_step = TrainStep(compiled.model, torch.ones(3), precision="fp32", compile_mode="default", chunk=N_RAYS)
+    eager_step = TrainStep(eager.model, torch.ones(3), precision="fp32", chunk=N_RAYS, penalties=penalties)
+    compiled_step = TrainStep(compiled.model, torch.ones(3), precision="fp32", compile_mode="default", chunk=N_RAYS, penalties=penalties)
     for seed in (1, 2):
-        a, b = eager_step(eager, make_batch(seed)), compiled_step(compiled, make_batch(seed))
+        a, b = eager_step(eager, with_cross(make_batch(seed), seed)), compiled_step(compiled, with_cross(make_batch(seed), seed))
         torch.testing.assert_close(b.loss, a.loss, rtol=1e-5, atol=1e-7)
     after_eager, after_compiled = eager.model.state_dict(), compiled.model.state_dict()
     for name in after_eager:
