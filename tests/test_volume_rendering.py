@@ -10,8 +10,8 @@ from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, refined_window, render_integral, render_quadrature, render_refined,
-                                          render_training)
+from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, refined_window,
+                                          render_integral, render_quadrature, render_refined, render_training)
 from autoint_cli.volume.sampling import Sections, shift_posts, uniform_sections
 
 F64 = torch.float64

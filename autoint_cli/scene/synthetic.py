@@ -151,7 +151,8 @@ def demo_cameras(spec: DemoSceneSpec) -> Dict[str, np.ndarray]:
 
     train = random_views(spec.n_train, spec.train_elevation)
     if spec.holdout_elevation is not None:
-        return {"train": train, "val": random_views(spec.n_val, spec.holdout_elevation), "test": random_views(spec.n_test, spec.holdout_elevation)}
+        held_out = spec.holdout_elevation
+        return {"train": train, "val": random_views(spec.n_val, held_out), "test": random_views(spec.n_test, held_out)}
     ring = np.stack([spherical_pose(a, -30.0, spec.radius) for a in np.linspace(-180, 180, spec.n_test + 1)[:-1] + 7.5])
     return {"train": train, "val": random_views(spec.n_val, spec.train_elevation), "test": ring}
 

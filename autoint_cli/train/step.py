@@ -190,7 +190,8 @@ class TrainingLoss(nn.Module):
         self.grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
 
     def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor,
-                sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None, cross: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None,
+                cross: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         rays = Rays(origins, directions, near, far)
         m = self.model.config.samples_per_section
         out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift)
