@@ -38,12 +38,11 @@ def view_figures(run: LoadedRun, rays: Rays, samples: int, hit: float) -> Dict:
     grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
     acc = render_integral(model.field.integral, model.sections, rays, background).acc[..., 0]
     raw = render_training(grad, model.sections, rays, background, samples).samples  # midpoints of `samples` strata a section
-    span = (rays.far - rays.near) * rays.directions.norm(dim=-1, keepdim=True)
     opaque = acc > hit
     if not opaque.any():
         return {"opaque_rays": 0, "colour_variation": None, "negative_density": None}
     return {"opaque_rays": int(opaque.sum()), "colour_variation": float(colour_variation(raw)[opaque].mean()),
-            "negative_density": float(negative_density(raw, span)[opaque].mean())}
+            "negative_density": float(negative_density(raw, rays.span)[opaque].mean())}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from autoint_cli.scene.poses import spherical_pose
-from autoint_cli.volume.rays import Intrinsics, camera_rays, pixel_rays, to_ndc
+from autoint_cli.volume.rays import Intrinsics, Rays, camera_rays, pixel_rays, to_ndc
 
 
 def random_c2w(generator):
@@ -109,3 +109,9 @@ def test_rays_reshape_and_index():
     assert flat.shape == (20,) and flat.near.shape == (20, 1)
     assert flat[3:7].shape == (4,)
     assert math.isclose(flat.far[0].item(), 6.0)
+
+
+def test_span_is_the_length_of_near_to_far_in_distance():
+    """Direction (3, 4, 0) (‖d‖ = 5) over t ∈ [2, 6]: 20; (0, 0, 0.5) over [1, 3]: 1."""
+    rays = Rays(torch.zeros(2, 3), torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.5]]), torch.tensor([[2.0], [1.0]]), torch.tensor([[6.0], [3.0]]))
+    torch.testing.assert_close(rays.span, torch.tensor([[20.0], [1.0]]), rtol=0, atol=1e-6)

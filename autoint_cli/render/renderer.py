@@ -140,7 +140,7 @@ class Renderer:
         self._windows: Dict[int, SectionWindows] = {}
         self._n_sections = settings.n_sections or model.config.n_sections if settings.renderer == "integral" else None
         # Network evaluations per ray: Φ at the N + 1 posts (and the refined sections' new posts), or the grad networks at K samples.
-        self.samples_per_ray = self._integral_posts(model) if settings.renderer == "integral" else settings.n_samples
+        self.samples_per_ray = self._integral_posts() if settings.renderer == "integral" else settings.n_samples
         # A generous bound on the live float32 values of one evaluation of each field network (its input features and a few
         # layers' activations): about 4x the peak measured for the 10x256 networks on an H200.
         bytes_per_sample = 4.0 * len(model.field.networks) * (3 * model.config.netwidth + 256)
@@ -150,10 +150,9 @@ class Renderer:
             option = f"n_sections {self.samples_per_ray - 1}" if settings.renderer == "integral" else f"n_samples {settings.n_samples}"
             raise ConfigError(f"{option}: {err}") from None
 
-    def _integral_posts(self, model: SceneModel) -> int:
+    def _integral_posts(self) -> int:
         """Φ's posts per ray: N + 1, and refine_sections·(refine − 1) more when refined (refine_sections ≤ N checked)."""
-        s = self.settings
-        n = s.n_sections or model.config.n_sections
+        s, n = self.settings, self._n_sections
         if s.refine == 1:
             return n + 1
         if s.refine_sections > n:

@@ -200,8 +200,7 @@ class TrainingLoss(nn.Module):
         if self.penalties.smooth_rgb > 0:
             penalty = penalty + self.penalties.smooth_rgb * colour_variation(out.samples).sum()
         if self.penalties.negative_sigma > 0:
-            span = (far - near) * directions.norm(dim=-1, keepdim=True)
-            penalty = penalty + self.penalties.negative_sigma * negative_density(out.samples, span).sum()
+            penalty = penalty + self.penalties.negative_sigma * negative_density(out.samples, rays.span).sum()
         if self.penalties.sigma_consistency > 0 and cross is not None:
             penalty = penalty + self.penalties.sigma_consistency * density_disagreement(self.grad, rays, cross).sum()
         return squared, penalty

@@ -61,6 +61,11 @@ class Rays:
     def shape(self) -> torch.Size:
         return self.origins.shape[:-1]
 
+    @property
+    def span(self) -> Tensor:
+        """[*rays, 1] the length of [near, far] in distance: (far − near)·‖d‖."""
+        return (self.far - self.near) * self.directions.norm(dim=-1, keepdim=True)
+
     def reshape(self, *shape: int) -> "Rays":
         return Rays(*(x.reshape(*shape, x.shape[-1]) for x in (self.origins, self.directions, self.near, self.far)))
 

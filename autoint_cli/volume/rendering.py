@@ -161,7 +161,7 @@ def negative_density(samples: Tensor, span: Tensor) -> Tensor:
 
     Args:
         samples: [*rays, S, 4] raw values along each ray (σ in channel 0).
-        span: [*rays, 1] the ray's length L in distance.
+        span: [*rays, 1] the ray's length L in distance (:attr:`Rays.span`).
 
     Returns:
         [*rays].
@@ -198,8 +198,7 @@ def density_disagreement(grad: FieldFn, rays: Rays, cross: Tensor) -> Tensor:
     looked = Rays(torch.cat((points, points), -2).reshape(-1, 3), directions, zeros, zeros + 1)
     sigma = grad(looked, zeros)[..., 0, 0].reshape(*u.shape[:-1], 2, u.shape[-1])  # [n_rays, 2, P]
     sigma = sigma.to(torch.promote_types(sigma.dtype, torch.float32))
-    span = (rays.far - rays.near)[..., 0] * rays.directions.norm(dim=-1)
-    return span * (sigma[..., 0, :] - sigma[..., 1, :]).abs().mean(-1)
+    return rays.span[..., 0] * (sigma[..., 0, :] - sigma[..., 1, :]).abs().mean(-1)
 
 
 def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:
