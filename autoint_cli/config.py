@@ -134,6 +134,9 @@ class RunConfig:
     sigma_consistency: float = _help("weight of a penalty on the raw density at points of a training ray differing from the density "
                                      "there seen along another training pixel's direction: AutoInt's density depends on the direction, "
                                      "and this ties the directions no view constrains to those the views do", minimum=0, default=0.0)
+    distortion: float = _help("weight of mip-NeRF 360's distortion penalty on a training ray's section weights (the mean distance "
+                              "between two points drawn from them, in units of far - near): it gathers each ray's weight onto one "
+                              "short stretch, so haze spread through empty space costs", minimum=0, default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)

@@ -14,7 +14,7 @@ from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainS
 from autoint_cli.train.step import CROSS_POINTS
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import colour_variation, density_disagreement, negative_density, render_training
+from autoint_cli.volume.rendering import colour_variation, density_disagreement, negative_density, render_training, weight_distortion
 
 from helpers import free_port
 
@@ -92,10 +92,11 @@ def test_sub_batches_give_the_whole_batch_step():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
-@pytest.mark.parametrize("lam, mu, nu", [(0.3, 0.0, 0.0), (0.0, 0.02, 0.0), (0.0, 0.0, 0.05), (0.3, 0.02, 0.05)])
-def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu):
+@pytest.mark.parametrize("lam, mu, nu, kappa", [(0.3, 0.0, 0.0, 0.0), (0.0, 0.02, 0.0, 0.0), (0.0, 0.0, 0.05, 0.0), (0.0, 0.0, 0.0, 0.1),
+                                               (0.3, 0.02, 0.05, 0.1)])
+def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa):
     """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D + ν · mean Δ
-    (autograd on one pass, float64); the loss reported stays the squared error."""
+    + κ · mean Ω, Ω on posts held fixed (autograd on one pass, float64); the loss reported stays the squared error."""
     state, batch = make_state(), make_batch()
     state.model.double()
     g = torch.Generator().manual_seed(5)
@@ -111,8 +112,9 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu):
     params = [p for p in state.model.parameters() if p.requires_grad]
     objective = mse + lam * colour_variation(out.samples).mean() + mu * negative_density(out.samples, span).mean()
     objective = objective + nu * density_disagreement(grad, batch.rays, cross).mean()
+    objective = objective + kappa * weight_distortion(out.weights, out.posts.detach(), batch.rays.near, batch.rays.far).mean()
     expected = torch.autograd.grad(objective, params, retain_graph=True)
-    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu))
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa))
     loss = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.

@@ -11,7 +11,7 @@ from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
 from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, refined_window,
-                                          render_integral, render_quadrature, render_refined, render_training)
+                                          render_integral, render_quadrature, render_refined, render_training, weight_distortion)
 from autoint_cli.volume.sampling import Sections, shift_posts, uniform_sections
 
 F64 = torch.float64
@@ -192,6 +192,32 @@ def test_negative_density_against_a_loop():
             expected[i, k] = span[i, k, 0] * sum(max(-float(samples[i, k, j, 0]), 0.0) for j in range(6)) / 6
     torch.testing.assert_close(negative_density(samples, span), expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(negative_density(samples.abs(), span), torch.zeros(3, 2, dtype=F64), rtol=0, atol=0)
+
+
+def test_weight_distortion_is_the_mean_distance_between_two_points_drawn_from_the_weights():
+    """Ω against ∫∫ ρ(s) ρ(s') |s − s'| ds ds' by the midpoint rule on 4,000 cells (float64), ρ = w_i / ℓ_i on section i, s the
+    ray's unit length; Ω is 0 for no weight and the same for the same sections in any units of t."""
+    generator = torch.Generator().manual_seed(6)
+    near = torch.rand(3, 1, generator=generator, dtype=F64) + 1
+    far = near + torch.rand(3, 1, generator=generator, dtype=F64) * 3 + 1
+    cuts = torch.sort(torch.rand(3, 5, generator=generator, dtype=F64), -1).values
+    posts = torch.cat((near, near + cuts * (far - near), far), -1)  # [3, 7]: 6 sections, first and last at near and far
+    weights = torch.rand(3, 6, generator=generator, dtype=F64) / 6
+    cells = 4000
+    s = (torch.arange(cells, dtype=F64) + 0.5) / cells
+    unit = (posts - near) / (far - near)
+    for r in range(3):
+        section = torch.searchsorted(unit[r, 1:-1].contiguous(), s, right=True)
+        density = weights[r, section] / (unit[r, 1:] - unit[r, :-1])[section]  # ρ at each cell
+        expected = (density[:, None] * density[None, :] * (s[:, None] - s[None, :]).abs()).sum() / cells ** 2
+        torch.testing.assert_close(weight_distortion(weights[r], posts[r], near[r], far[r]), expected, rtol=2e-3, atol=0)
+    torch.testing.assert_close(weight_distortion(torch.zeros_like(weights), posts, near, far), torch.zeros(3, dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(weight_distortion(weights, 7 * posts, 7 * near, 7 * far), weight_distortion(weights, posts, near, far),
+                               rtol=1e-12, atol=1e-15)
+    # All weight in one short section costs less than the same weight spread over every section.
+    one = torch.zeros(6, dtype=F64)
+    one[2] = 0.9
+    assert weight_distortion(one, posts[0], near[0], far[0]) < weight_distortion(torch.full((6,), 0.15, dtype=F64), posts[0], near[0], far[0])
 
 
 def test_density_disagreement_against_rays_through_each_point():

@@ -21,7 +21,7 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import colour_variation, density_disagreement, negative_density, render_training
+from ..volume.rendering import colour_variation, density_disagreement, negative_density, render_training, weight_distortion
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -165,11 +165,13 @@ class Penalties:
         negative_sigma: μ of the mean :func:`~autoint_cli.volume.rendering.negative_density` of the rays.
         sigma_consistency: ν of the mean :func:`~autoint_cli.volume.rendering.density_disagreement` of the rays (their
             batch's ``cross`` points).
+        distortion: κ of the mean :func:`~autoint_cli.volume.rendering.weight_distortion` of the rays.
     """
 
     smooth_rgb: float = 0.0
     negative_sigma: float = 0.0
     sigma_consistency: float = 0.0
+    distortion: float = 0.0
 
 
 class TrainingLoss(nn.Module):
@@ -178,10 +180,11 @@ class TrainingLoss(nn.Module):
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ))
+    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω))
     over the sub-batch: [] each, V the :func:`colour_variation`, D the
-    :func:`negative_density` and Δ the :func:`density_disagreement` of each
-    ray, λ, μ and ν the :class:`Penalties` (a term of weight 0 is not computed).
+    :func:`negative_density`, Δ the :func:`density_disagreement` and Ω the
+    :func:`weight_distortion` of each ray, λ, μ, ν and κ the :class:`Penalties`
+    (a term of weight 0 is not computed).
     """
 
     def __init__(self, model: SceneModel, penalties: Penalties = Penalties()):
@@ -203,6 +206,9 @@ class TrainingLoss(nn.Module):
             penalty = penalty + self.penalties.negative_sigma * negative_density(out.samples, rays.span).sum()
         if self.penalties.sigma_consistency > 0 and cross is not None:
             penalty = penalty + self.penalties.sigma_consistency * density_disagreement(self.grad, rays, cross).sum()
+        if self.penalties.distortion > 0:
+            # The posts are the sampler's; the penalty moves density, not the sections it is measured on.
+            penalty = penalty + self.penalties.distortion * weight_distortion(out.weights, out.posts.detach(), near, far).sum()
         return squared, penalty
 
 
