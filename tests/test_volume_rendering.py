@@ -214,7 +214,7 @@ def test_weight_distortion_is_the_mean_distance_between_two_points_drawn_from_th
     torch.testing.assert_close(weight_distortion(torch.zeros_like(weights), posts, near, far), torch.zeros(3, dtype=F64), rtol=0, atol=0)
     torch.testing.assert_close(weight_distortion(weights, 7 * posts, 7 * near, 7 * far), weight_distortion(weights, posts, near, far),
                                rtol=1e-12, atol=1e-15)
-    # All weight in one short section costs less than the same weight spread over every section.
+    # Weight 0.9 in one section costs less than the same weight spread evenly over all six.
     one = torch.zeros(6, dtype=F64)
     one[2] = 0.9
     assert weight_distortion(one, posts[0], near[0], far[0]) < weight_distortion(torch.full((6,), 0.15, dtype=F64), posts[0], near[0], far[0])

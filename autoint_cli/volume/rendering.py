@@ -225,8 +225,8 @@ def weight_distortion(weights: Tensor, posts: Tensor, near: Tensor, far: Tensor)
         [*rays].
     """
     weights = weights.to(torch.promote_types(weights.dtype, torch.float32))
-    s = ((posts - near) / (far - near)).to(weights.dtype)
-    mid, length = 0.5 * (s[..., 1:] + s[..., :-1]), s[..., 1:] - s[..., :-1]
+    unit = Sections(((posts - near) / (far - near)).to(weights.dtype))  # the same sections in s
+    mid, length = unit.midpoints, unit.lengths
     weighted = weights * mid
     before = prefix_sum(weights) - weights  # Σ_{j<i} w_j
     weighted_before = prefix_sum(weighted) - weighted  # Σ_{j<i} w_j m_j
