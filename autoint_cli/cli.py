@@ -372,7 +372,8 @@ def render_main(argv: Optional[Sequence[str]] = None) -> int:
             renderer = Renderer(run.model, torch.tensor(run.scene.background, device=device), settings)
             what = f"N={options.n_sections or run.config.model.n_sections}" if options.renderer == "integral" else f"K={options.n_samples}"
             if options.refine > 1:
-                what += f", {options.refine_sections} sections refined x{options.refine}"
+                cut = options.refine_sections
+                what += f", {cut} section{'s' if cut > 1 else ''} refined x{options.refine}"
             width, height = (cameras[0].W, cameras[0].H) if cameras else (run.scene.W, run.scene.H)
             logging.getLogger(__name__).info("rendering %d %s views (%dx%d, %s %s) to %s", len(poses), label, width, height,
                                              options.renderer, what, out)

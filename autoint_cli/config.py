@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from .autoint.layers import MODEL_ACTIVATIONS
 from .utils.fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, PRECISIONS
-from .volume.rendering import QUADRATURE_SAMPLES, RENDERERS
+from .volume.rendering import QUADRATURE_SAMPLES, REFINE_SECTIONS, RENDERERS
 
 T = TypeVar("T")
 
@@ -242,7 +242,7 @@ class RenderConfig:
     n_sections: Optional[int] = _help("N sections for the integral renderer (default: as trained)", minimum=1, default=None)
     n_samples: int = _help("K samples per ray for the quadrature renderer", minimum=1, default=QUADRATURE_SAMPLES)
     refine: int = _help(REFINE_HELP, minimum=1, default=1)
-    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=2)
+    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=REFINE_SECTIONS)
     video: Optional[bool] = _help("also write rgb.mp4 and disp.mp4 (default: only for path)", default=None)
     depth: bool = _help("also write each view's expected depth and opacity as float32 depth_XXX.npy / acc_XXX.npy, depth.json "
                         "saying what they hold, and turbo-coloured depth_XXX.png (and depth.mp4 with the video)", default=False)
@@ -268,7 +268,7 @@ class ViewConfig:
                                  "pass's rays around it need no more (0: always all N)", minimum=0, default=4)
     refine: int = _help(REFINE_HELP + "; a refined frame draws every pixel on all its sections (no --window_sections)", minimum=1,
                         default=1)
-    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=2)
+    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=REFINE_SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ class EvalConfig:
     n_sections: Tuple[int, ...] = _help("N values for the integral renderer", minimum=1, default=(8, 16, 32))
     quadrature_samples: int = _help("K for the quadrature renderer (0: skip it)", minimum=0, default=QUADRATURE_SAMPLES)
     refine: Tuple[int, ...] = _help(REFINE_HELP + "; several values score each N at each", minimum=1, default=(1,))
-    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=2)
+    refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=REFINE_SECTIONS)
     split: str = _help("the views to evaluate", choices=("test", "val", "train"), default="test")
     out: Optional[Path] = _help("metrics file (default: EXPDIR/metrics.json)", default=None)
 

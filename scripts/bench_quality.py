@@ -10,12 +10,14 @@ what makes a figure reproducible: the commit, the GPU, torch, the seeds and a
 SHA-256 over the scene's files (so a figure can be tied to ``../shared/data``).
 
 The JSON accumulates: seeds already in ``--out`` with the same settings are
-kept and not run again, so seeds can be spread over several calls. Flags after
-``--`` go to autoint-train unchanged (``-- --random_bkgd true``).
+kept and not run again, so seeds can be spread over several calls; ``--merge``
+pools the JSONs of calls made elsewhere (one seed per machine, say) into one.
+Flags after ``--`` go to autoint-train unchanged (``-- --random_bkgd true``).
 
     python3 scripts/bench_quality.py --config configs/lego_fast_n16_m2.txt \\
         --datadir ../shared/data/nerf_synthetic_400/lego --seconds 400 --seeds 0 1 --out docs/results/quality_lego.json
     python3 scripts/bench_quality.py --smoke --out /tmp/smoke.json      # CPU, the generated demo scene, under a minute
+    python3 scripts/bench_quality.py --merge seed0.json seed1.json --out both.json   # nothing trained
 """
 import argparse
 import hashlib
@@ -32,14 +34,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 # Runs from a checkout that is not installed too (as on a device machine): the package is found beside the script.
 sys.path.insert(0, str(ROOT))
+from autoint_cli.volume.rendering import REFINE_SECTIONS  # noqa: E402 (after the path it is found on)
 # What a --smoke run is: the demo config, a few seconds a seed, on the CPU.
 SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
 SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
             "precision", "compile", "trainings_at_once")
-# What a JSON written before a setting existed meant by it.
-SETTING_DEFAULTS = {"refine": [1], "refine_sections": 2}
+# What a JSON written before a setting existed meant by it (unrefined, so any refine_sections).
+SETTING_DEFAULTS = {"refine": [1], "refine_sections": REFINE_SECTIONS}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -54,7 +57,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--n_sections", type=int, nargs="+", default=[16], help="N values to score (default: 16)")
     parser.add_argument("--refine", type=int, nargs="+", default=[1],
                         help="R values to score each N at: R > 1 cuts the sections around each ray's surface in R (default: 1)")
-    parser.add_argument("--refine_sections", type=int, default=2, help="how many sections around the surface R > 1 cuts (default: 2)")
+    parser.add_argument("--refine_sections", type=int, default=REFINE_SECTIONS,
+                        help=f"how many sections around the surface R > 1 cuts (default: {REFINE_SECTIONS})")
     parser.add_argument("--splits", nargs="+", choices=("test", "val"), default=["test"], help="splits to score (default: test)")
     parser.add_argument("--testskip", type=int, default=1, help="blender: every k-th test view (default: 1, all 200)")
     parser.add_argument("--val_testskip", type=int, default=2, help="blender: every k-th val view (default: 2)")
@@ -69,6 +73,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--commit", help="the commit measured (default: git rev-parse HEAD, where there is a .git)")
     parser.add_argument("--out", type=Path, required=True, help="the JSON to write (and to add seeds to)")
     parser.add_argument("--smoke", action="store_true", help="the demo scene on the CPU, 6 s a seed, 2 seeds: a check that it all runs")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="pool the seeds of these JSONs (same settings, no seed twice) into --out; nothing is trained")
     args = parser.parse_args(argv)
     args.train_args = train_args
     return fill_defaults(parser, args)
@@ -76,6 +82,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """--smoke's settings and the device's defaults where the flags leave them open; one line for what is missing."""
+    if args.merge:
+        return args
     if args.smoke:
         for key, value in SMOKE.items():
             if getattr(args, key) is None:
@@ -250,7 +258,7 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
             "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside}
 
 
-def earlier_seeds(out: Path, settings: Dict) -> Dict[str, Dict]:
+def earlier_seeds(out: Path, settings: Dict, instead: str = "choose another --out") -> Dict[str, Dict]:
     """The seeds already in ``out``, when it was written with the same settings; a different one is refused in one line."""
     if not out.is_file():
         return {}
@@ -258,14 +266,39 @@ def earlier_seeds(out: Path, settings: Dict) -> Dict[str, Dict]:
         earlier = json.loads(out.read_text())
     except json.JSONDecodeError as err:
         raise SystemExit(f"bench_quality: {out}: not valid JSON ({err}); move it away or choose another --out")
-    differ = [k for k in SETTINGS if earlier.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) != settings[k]]
+    unrefined = settings["refine"] == [1]  # then refine_sections changes nothing
+    differ = [k for k in SETTINGS if earlier.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) != settings[k]
+              and not (k == "refine_sections" and unrefined)]
     if differ:
-        raise SystemExit(f"bench_quality: {out} holds runs with other settings ({', '.join(differ)}); choose another --out")
+        raise SystemExit(f"bench_quality: {out} holds runs with other settings ({', '.join(differ)}); {instead}")
     return earlier.get("seeds", {})
+
+
+def merge(paths: Sequence[Path], out: Path) -> Dict:
+    """The seeds of several JSONs written with the same settings, as one JSON at ``out``; one line for a mismatch."""
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"bench_quality: --merge {path}: no such file")
+    first = json.loads(paths[0].read_text()).get("settings")
+    if not isinstance(first, dict):
+        raise SystemExit(f"bench_quality: --merge {paths[0]}: not a bench_quality JSON (no settings)")
+    settings = {**SETTING_DEFAULTS, **first}
+    seeds: Dict[str, Dict] = {}
+    for path in paths:
+        found = earlier_seeds(path, settings, f"it cannot be pooled with {paths[0]}")
+        twice = sorted(set(found) & set(seeds), key=int)
+        if twice:
+            raise SystemExit(f"bench_quality: --merge {path}: seed {', '.join(twice)} is in an earlier file too")
+        seeds.update(found)
+    return save(out, settings, seeds)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        print(table(merge(args.merge, args.out)))
+        print(f"wrote {args.out}")
+        return 0
     if args.generate_demo and not args.scene_dir.exists():
         from autoint_cli.scene.synthetic import ensure_demo_scene
 

@@ -205,7 +205,7 @@ def test_a_refined_renderer_is_render_refined_and_draws_no_windows():
     model, rays, background = _setup(torch.device("cpu"))
     with torch.no_grad():
         expected = render_refined(model.field.integral, model.sections, rays, background, 4, 3, 2)
-    renderer = Renderer(model, background, RenderSettings(n_sections=4, refine=3))
+    renderer = Renderer(model, background, RenderSettings(n_sections=4, refine=3, refine_sections=2))
     torch.testing.assert_close(renderer(rays).rgb, expected.rgb, rtol=0, atol=0)
     assert renderer.samples_per_ray == 5 + 2 * 2 and renderer.n_sections == 4 and renderer.useful_window(2) is None
     with pytest.raises(ValueError, match="section windows"):

@@ -267,6 +267,32 @@ def test_bench_quality_pools_a_json_from_before_refine_existed(tmp_path):
         module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS, "refine": [1, 4]})
 
 
+def test_bench_quality_merges_seeds_of_separate_calls(tmp_path):
+    """--merge pools seeds from JSONs of equal settings into one with their mean ± std; other settings or a seed twice are refused."""
+    module = bench_quality_module()
+    settings = {key: f"value of {key}" for key in module.SETTINGS}
+
+    def seed_json(name, seed, psnr, **changed):
+        scores = {"psnr": psnr, "ssim": 0.5, "psnr_p10": psnr - 1, "psnr_worst": psnr - 2, "ms_per_frame": 10.0}
+        entry = {"steps": 100 + seed, "commit": "abc", "device": "cpu", "torch": "x", "splits": {"test": {"n_views": 2, "16": scores}}}
+        report = {"settings": {**settings, "config": "c.txt", "seconds": 5.0, "splits": ["test"], **changed}, "seeds": {str(seed): entry}}
+        (tmp_path / name).write_text(json.dumps(report))
+        return str(tmp_path / name)
+
+    a, b = seed_json("a.json", 0, 20.0), seed_json("b.json", 1, 22.0)
+    proc = run("scripts/bench_quality.py", "--merge", a, b, "--out", str(tmp_path / "ab.json"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "ab.json").read_text())
+    assert list(report["seeds"]) == ["0", "1"] and report["summary"]["steps_mean"] == 100.5
+    assert report["summary"]["test"]["16"]["psnr_mean"] == pytest.approx(21.0) and report["summary"]["test"]["16"]["psnr_std"] == pytest.approx(1.0)
+    other = seed_json("c.json", 2, 21.0, seconds=7)
+    for files, message in (((a, other), "other settings (seconds); it cannot be pooled with"), ((a, a), "seed 0 is in an earlier file too"),
+                           ((a, str(tmp_path / "none.json")), "none.json: no such file")):
+        proc = run("scripts/bench_quality.py", "--merge", *files, "--out", str(tmp_path / "x.json"))
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
 def bench_quality_module():
     import importlib.util
 

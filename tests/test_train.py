@@ -117,6 +117,8 @@ def test_render_and_eval_outputs(tmp_path, scene, capsys):
     assert [(r["n_sections"], r.get("refine"), r.get("refine_sections")) for r in refined] == [(4, None, None), (4, 3, 1)]
     assert "| integral N=4, 1 refined x3 |" in (tmp_path / "refined.md").read_text()
     assert render_main(["--expdir", str(run), "--n_sections", "4", "--refine", "2", "--out", str(tmp_path / "r")]) == 0
+    assert "integral N=4, 1 section refined x2:" in capsys.readouterr().out  # the default: the section of most weight
+    assert render_main(["--expdir", str(run), "--n_sections", "4", "--refine", "2", "--refine_sections", "2", "--out", str(tmp_path / "r2")]) == 0
     assert "integral N=4, 2 sections refined x2:" in capsys.readouterr().out
     assert render_main(["--expdir", str(run), "--n_sections", "4", "--refine", "2", "--refine_sections", "5", "--out", str(tmp_path / "r5")]) == 2
     err = capsys.readouterr().err

@@ -20,7 +20,7 @@ from ..config import ConfigError, SpeedConfig
 from ..models import RadianceField, SceneModel
 from ..utils.fastpath import COMPILE_MODES, GRAPHING_COMPILE_MODES, CudaGraphs, autocast, check_precision, compile_module, matmul_precision
 from ..volume.rays import Rays
-from ..volume.rendering import QUADRATURE_SAMPLES, RENDERERS, RenderOutput, render_integral, render_quadrature, render_refined
+from ..volume.rendering import QUADRATURE_SAMPLES, REFINE_SECTIONS, RENDERERS, RenderOutput, render_integral, render_quadrature, render_refined
 from .chunks import ChunkSize, check_one_ray_fits, measure_chunk
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class RenderSettings:
     cuda_graphs: bool = False
     chunk: Optional[int] = None
     refine: int = 1
-    refine_sections: int = 2
+    refine_sections: int = REFINE_SECTIONS
 
     def __post_init__(self):
         if self.renderer not in RENDERERS:

@@ -100,6 +100,10 @@ class SectionsFn(Protocol):
 RENDERERS = ("integral", "quadrature")
 # K, the quadrature reference's samples per ray, unless a caller asks for another.
 QUADRATURE_SAMPLES = 128
+# How many sections around a ray's surface a refined render cuts, unless a caller asks for another. One: on lego's val
+# views (two 400 s runs, bf16) cutting the section of most weight alone gave most of what cutting two gave in PSNR, and
+# the second one's short pieces brought bf16 grain that cost SSIM (docs/QUALITY.md, eighth session).
+REFINE_SECTIONS = 1
 
 
 def render_training(
