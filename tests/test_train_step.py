@@ -391,8 +391,7 @@ def test_a_random_background_removes_white_fog_that_a_white_one_leaves(tmp_path)
         for _ in range(300):
             step(state, sample(state.generator, state.step))
         opacity[random_bkgd] = background_opacity(state.model, scene)
-    # Measured: 0.9 when written and 0.47 on a two-thread run since left with the white background, 0.04-0.05 with random
-    # ones. How much fog
-    # the white background leaves is chaotic (the summation order of two threads changes it), that it leaves some is not.
+    # Measured: the white background leaves 0.9 (when written) or 0.47 (a later two-thread run), random ones 0.04-0.05. How
+    # much fog the white background leaves is chaotic (the threads' summation order changes it); that it leaves some is not.
     assert opacity[False] > 0.3, opacity
     assert opacity[True] < 0.15 and opacity[True] < opacity[False] / 4, opacity
