@@ -34,15 +34,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 # Runs from a checkout that is not installed too (as on a device machine): the package is found beside the script.
 sys.path.insert(0, str(ROOT))
-from autoint_cli.volume.rendering import REFINE_SECTIONS  # noqa: E402 (after the path it is found on)
 # What a --smoke run is: the demo config, a few seconds a seed, on the CPU.
 SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": [0, 1], "precision": "fp32", "compile": False}
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
 SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
             "precision", "compile", "trainings_at_once")
-# What a JSON written before a setting existed meant by it (unrefined, so any refine_sections).
-SETTING_DEFAULTS = {"refine": [1], "refine_sections": REFINE_SECTIONS}
+# What a JSON written before a setting existed meant by it (unrefined: no refine_sections, which changes nothing then).
+SETTING_DEFAULTS = {"refine": [1], "refine_sections": None}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -57,8 +56,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--n_sections", type=int, nargs="+", default=[16], help="N values to score (default: 16)")
     parser.add_argument("--refine", type=int, nargs="+", default=[1],
                         help="R values to score each N at: R > 1 cuts the sections around each ray's surface in R (default: 1)")
-    parser.add_argument("--refine_sections", type=int, default=REFINE_SECTIONS,
-                        help=f"how many sections around the surface R > 1 cuts (default: {REFINE_SECTIONS})")
+    parser.add_argument("--refine_sections", type=int,
+                        help="how many sections around the surface R > 1 cuts (default: autoint-eval's)")
     parser.add_argument("--splits", nargs="+", choices=("test", "val"), default=["test"], help="splits to score (default: test)")
     parser.add_argument("--testskip", type=int, default=1, help="blender: every k-th test view (default: 1, all 200)")
     parser.add_argument("--val_testskip", type=int, default=2, help="blender: every k-th val view (default: 2)")
@@ -95,6 +94,10 @@ def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.seconds <= 0:
         parser.error(f"--seconds must be positive, got {args.seconds:g}")
     args.seeds = args.seeds or [0, 1]
+    if args.refine_sections is None:
+        from autoint_cli.volume.rendering import REFINE_SECTIONS  # torch, only once there is something to run
+
+        args.refine_sections = REFINE_SECTIONS
     cuda = cuda_available()
     args.precision = args.precision or ("bf16" if cuda else "fp32")
     args.compile = cuda if args.compile is None else args.compile
