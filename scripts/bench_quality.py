@@ -270,11 +270,20 @@ def earlier_seeds(out: Path, settings: Dict, instead: str = "choose another --ou
     except json.JSONDecodeError as err:
         raise SystemExit(f"bench_quality: {out}: not valid JSON ({err}); move it away or choose another --out")
     unrefined = settings["refine"] == [1]  # then refine_sections changes nothing
-    differ = [k for k in SETTINGS if earlier.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) != settings[k]
+    differ = [k for k in SETTINGS if comparable(k, earlier.get("settings", {}).get(k, SETTING_DEFAULTS.get(k))) != comparable(k, settings[k])
               and not (k == "refine_sections" and unrefined)]
     if differ:
         raise SystemExit(f"bench_quality: {out} holds runs with other settings ({', '.join(differ)}); {instead}")
     return earlier.get("seeds", {})
+
+
+def comparable(key: str, value):
+    """A setting as runs are pooled by it: a config's text without its comments and blank lines (a comment that quotes a
+    newer figure trains nothing differently), every other setting as it is."""
+    if key != "config_text" or not isinstance(value, str):
+        return value
+    lines = (line.strip() for line in value.splitlines())
+    return [" ".join(line.split()) for line in lines if line and not line.startswith(("#", ";"))]
 
 
 def merge(paths: Sequence[Path], out: Path) -> Dict:

@@ -267,6 +267,18 @@ def test_bench_quality_pools_a_json_from_before_refine_existed(tmp_path):
         module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS, "refine": [1, 4]})
 
 
+def test_bench_quality_pools_configs_that_differ_only_in_comments(tmp_path):
+    """A config whose comment lines changed (say, to quote a newer figure) trains the same: its runs pool; a changed key does not."""
+    module = bench_quality_module()
+    settings = {key: f"value of {key}" for key in module.SETTINGS}
+    text = "# After 400 s: 24.79 dB\nexpname = lego\nlrate = 1e-3\n"
+    (tmp_path / "old.json").write_text(json.dumps({"settings": {**settings, "config_text": text}, "seeds": {"0": {"steps": 1}}}))
+    recommented = "# After 400 s: 25.46 dB on an H100,\n# two seeds\n\nexpname =  lego\nlrate = 1e-3\n"
+    assert module.earlier_seeds(tmp_path / "old.json", {**settings, "config_text": recommented}) == {"0": {"steps": 1}}
+    with pytest.raises(SystemExit, match=r"other settings \(config_text\)"):
+        module.earlier_seeds(tmp_path / "old.json", {**settings, "config_text": text.replace("1e-3", "2e-3")})
+
+
 def test_bench_quality_merges_seeds_of_separate_calls(tmp_path):
     """--merge pools seeds from JSONs of equal settings into one with their mean ± std; other settings or a seed twice are refused."""
     module = bench_quality_module()
