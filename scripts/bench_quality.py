@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -202,7 +202,7 @@ def train_seeds(args: argparse.Namespace, seeds: Sequence[int], commit: str) -> 
             write_json(args.workdir / f"seed{seed}_run.json", {"commit": commit, "wall_seconds": round(time.perf_counter() - start, 1)})
 
 
-def write_json(path: Path, value: Dict) -> None:
+def write_json(path: Path, value: Union[Dict, List]) -> None:
     from autoint_cli.utils.atomic import write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,9 +229,12 @@ def evaluate_seed(args: argparse.Namespace, seed: int, entry: Dict, save: Callab
     """
     for split in args.splits:
         log, scores = args.workdir / f"seed{seed}_{split}_eval.log", args.workdir / f"seed{seed}_{split}.json"
-        name = f"eval of seed {seed} ({split})"
-        if not scores.is_file():  # else scored by an earlier call that stopped before the JSON was written
-            wait_all({name: run_logged(eval_command(args, seed, split), log)}, {name: log})
+        name, command = f"eval of seed {seed} ({split})", eval_command(args, seed, split)
+        # Scores left by an earlier call are kept only if they were rendered as this call would render them.
+        how = args.workdir / f"seed{seed}_{split}_eval_args.json"
+        if not (scores.is_file() and how.is_file() and json.loads(how.read_text()) == command[1:]):
+            wait_all({name: run_logged(command, log)}, {name: log})
+            write_json(how, command[1:])
         metrics = json.loads(scores.read_text())
         entry.update(steps=metrics["step"], device=metrics["device"], torch=metrics["torch"])
         entry.setdefault("splits", {})[split] = {"n_views": metrics["n_views"], **{result_key(r): view_stats(r) for r in metrics["results"]}}

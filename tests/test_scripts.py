@@ -250,6 +250,12 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
                 "--workdir", str(work), "--out", str(tmp_path / "again.json"), "--refine", "1", "2")
     assert again.returncode == 0, again.stderr
     assert (work / "seed0_train.log").stat().st_mtime_ns == log and (work / "seed1_test.json").is_file()
+    # Scores left in the workdir under other render settings are made again, not pooled as if they were these.
+    third = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--seeds", "0", "--datadir", str(scene),
+                "--workdir", str(work), "--out", str(tmp_path / "third.json"), "--refine", "1", "3")
+    assert third.returncode == 0, third.stderr
+    rescored = json.loads((tmp_path / "third.json").read_text())["seeds"]["0"]["splits"]["test"]
+    assert set(rescored) == {"n_views", "16", "16x3"} and (work / "seed0_train.log").stat().st_mtime_ns == log
     # Other settings into the same JSON are refused in one line.
     other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--datadir", str(scene), "--workdir", str(work), "--out", str(out),
                 "--refine", "1", "2")
