@@ -70,7 +70,8 @@ class DataConfig:
     llffhold: int = _help("llff, nerfstudio (without its own split lists): hold out every k-th image for test and val (0: none)", default=8)
     no_ndc: bool = _help("llff: do not map rays to normalised device coordinates", default=False)
     spherify: bool = _help("llff: 360-degree capture: re-centre on a sphere", default=False)
-    val_view: int = _help("llff: hold this training image out as the val split, for tuning (-1: val is the test split, as NeRF)", default=-1)
+    val_view: Tuple[int, ...] = _help("llff: hold these training images out as the val split, for tuning (-1: val is the test split, as NeRF)",
+                                      default=(-1,))
     near: Optional[float] = _help("override the scene's near bound", default=None)
     far: Optional[float] = _help("override the scene's far bound", default=None)
     generate_demo: bool = _help("generate the demo scene into datadir when it is missing", default=False)
@@ -298,7 +299,16 @@ def unflatten(values: Dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}")
-    return TrainConfig(**{name: cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}) for name, cls in CONFIG_GROUPS.items()})
+    return TrainConfig(**{name: cls(**{f.name: _stored(values[f.name], f.type) for f in dataclasses.fields(cls) if f.name in values})
+                          for name, cls in CONFIG_GROUPS.items()})
+
+
+def _stored(value: Any, kind: Any) -> Any:
+    """A checkpoint's value as its field holds it: a list as a tuple, and a single value for a field that has become a
+    tuple (a checkpoint from before val_view took several views) as a tuple of one."""
+    if typing.get_origin(kind) is not tuple:
+        return value
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 def check_train_config(config: TrainConfig) -> None:

@@ -5,7 +5,8 @@ import configargparse
 import pytest
 
 from autoint_cli.cli import CHOICES
-from autoint_cli.config import DataConfig, add_dataclass_args, from_namespace, parse_bool
+from autoint_cli.config import (DataConfig, ModelConfig, RunConfig, TrainConfig, add_dataclass_args, flatten, from_namespace, parse_bool,
+                                unflatten)
 from autoint_cli.scene import SceneError, scene_from_config
 from autoint_cli.scene.synthetic import DemoSceneSpec, write_demo_scene
 
@@ -33,6 +34,18 @@ def test_file_values_and_flag_precedence(tmp_path):
     text = "datadir = data/x\ndataset_type = llff\nfactor = 4\nwhite_bkgd = False\nno_ndc = True\nnear = 0.5\n"
     config = parse(["--factor", "2"], text, tmp_path)
     assert config == DataConfig(datadir="data/x", dataset_type="llff", factor=2, white_bkgd=False, no_ndc=True, near=0.5)
+
+
+def test_val_view_takes_one_or_several_views(tmp_path):
+    """A file's single value, a flag's list and the default all become tuples; a checkpoint's config from before val_view took
+    several views (a single int) loads as a tuple of one, and a stored config round-trips."""
+    assert parse([], "datadir = d\nval_view = 10\n", tmp_path).val_view == (10,)
+    assert parse(["--datadir", "d", "--val_view", "4", "10"]).val_view == (4, 10)
+    assert parse(["--datadir", "d"]).val_view == (-1,)
+    stored = flatten(TrainConfig(DataConfig(datadir="d", val_view=(4, 10)), ModelConfig(), RunConfig(expname="e")))
+    assert unflatten(stored).data.val_view == (4, 10)
+    assert unflatten({**stored, "val_view": 10}).data.val_view == (10,)
+    assert unflatten({**stored, "val_view": -1}).data.val_view == (-1,)
 
 
 def test_boolean_spellings(tmp_path):

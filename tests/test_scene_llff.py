@@ -154,3 +154,16 @@ def test_val_view_holds_one_training_image_out(tmp_path):
     with pytest.raises(SceneError, match="val_view 8 is not a training image"):
         load_llff(tmp_path / "cap", factor=1, llffhold=4, val_view=8)
     assert scene.bound == 1.0 and plain.bound == 1.0  # NDC
+
+
+def test_val_view_holds_several_training_images_out(tmp_path):
+    """Several val views (a steadier val score for choosing settings); each must be a training image, and named once."""
+    make_capture(tmp_path / "cap", n=10)
+    scene = load_llff(tmp_path / "cap", factor=1, llffhold=4, val_view=(6, 2))
+    assert scene.i_val.tolist() == [6, 2] and scene.i_test.tolist() == [0, 4, 8]
+    assert scene.i_train.tolist() == [1, 3, 5, 7, 9]
+    assert load_llff(tmp_path / "cap", factor=1, llffhold=4, val_view=(-1,)).i_val.tolist() == [0, 4, 8]
+    for views, message in (((2, 4), "val_view 4 is not a training image"), ((2, 2), "val_view names an image twice"),
+                           ((1, 2, 3, 5, 6, 7, 9), "leaves no training images besides val_view 1 2 3")):
+        with pytest.raises(SceneError, match=message):
+            load_llff(tmp_path / "cap", factor=1, llffhold=4, val_view=views)

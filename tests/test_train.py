@@ -27,6 +27,7 @@ def test_train_writes_the_run_folder(tmp_path, scene, capsys):
     assert (run / "config.txt").read_text() == config.read_text()
     args = dict(line.split(" = ", 1) for line in (run / "args.txt").read_text().splitlines())
     assert args["n_sections"] == "4" and args["lrate"] == "0.0005" and args["expname"] == "tiny" and len(args) > 40
+    assert args["val_view"] == "[-1]"  # a list as a config file writes one
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["000003.pt", "000006.pt"]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (run / "testset_000006").iterdir()) == ["disp_000.png", "disp_001.png", "rgb_000.png", "rgb_001.png"]

@@ -1,7 +1,7 @@
 """LLFF (forward-facing) scenes: poses_bounds.npy and images_<factor>/ as NeRF loads them."""
 import logging
 from pathlib import Path
-from typing import List
+from typing import List, Sequence, Union
 
 import numpy as np
 
@@ -79,21 +79,27 @@ def _normalized_poses(raw_poses: np.ndarray, bounds: np.ndarray, bd_factor: floa
     return c2w, bounds, spiral_path(c2w, bounds)
 
 
-def _holdout(n: int, llffhold: int, val_view: int, datadir: Path):
+def _holdout(n: int, llffhold: int, val_view: Sequence[int], datadir: Path):
     """(train, val, test) indices of n images: every ``llffhold``-th is held out for test (none for 0).
 
-    The val split is the test split (NeRF's way), unless ``val_view`` ≥ 0 names a
-    training image to hold out as the val split instead (for tuning without test views).
+    The val split is the test split (NeRF's way), unless ``val_view`` names
+    training images to hold out as the val split instead (for tuning without
+    test views); (-1,) or () names none.
     """
     i_test = np.arange(n)[::llffhold] if llffhold > 0 else np.array([], dtype=np.int64)
     i_train = np.setdiff1d(np.arange(n), i_test)
     i_val = i_test
-    if val_view >= 0:
-        if val_view not in i_train:
-            raise SceneError(f"{datadir}: val_view {val_view} is not a training image (there are {n} images; test holds {i_test.tolist()})")
-        i_val, i_train = np.array([val_view]), i_train[i_train != val_view]
+    views = [int(v) for v in val_view]
+    if views and views != [-1]:
+        outside = [v for v in views if v not in i_train]
+        if outside:
+            raise SceneError(f"{datadir}: val_view {outside[0]} is not a training image (there are {n} images; test holds {i_test.tolist()})")
+        if len(set(views)) < len(views):
+            raise SceneError(f"{datadir}: val_view names an image twice ({' '.join(map(str, views))})")
+        i_val, i_train = np.array(views), np.setdiff1d(i_train, views)
     if i_train.size == 0:
-        raise SceneError(f"{datadir}: llffhold {llffhold} leaves no training images")
+        besides = f" besides val_view {' '.join(map(str, views))}" if i_val is not i_test else ""
+        raise SceneError(f"{datadir}: llffhold {llffhold} leaves no training images{besides}")
     return i_train, i_val, i_test
 
 
@@ -116,7 +122,7 @@ def load_llff(
     bd_factor: float = 0.75,
     spherify: bool = False,
     ndc: bool = True,
-    val_view: int = -1,
+    val_view: Union[int, Sequence[int]] = -1,
 ) -> Scene:
     """Loads an LLFF capture as NeRF does.
 
@@ -130,7 +136,7 @@ def load_llff(
         datadir: folder with poses_bounds.npy and images_<factor>/ (or images/).
         factor: image downsampling factor.
         recenter: re-centre on the average pose (NeRF always does).
-        val_view: a training image to hold out as the val split (-1: val is the test split).
+        val_view: training images (one or several) to hold out as the val split (-1: val is the test split).
     """
     datadir = Path(datadir)
     if not datadir.is_dir():
@@ -145,7 +151,8 @@ def load_llff(
     focal = raw_poses[0, 2, 4] * H / raw_poses[0, 0, 4]
 
     c2w, bounds, render = _normalized_poses(raw_poses, bounds, bd_factor, recenter, spherify)
-    i_train, i_val, i_test = _holdout(len(images), llffhold, val_view, datadir)
+    views = (val_view,) if isinstance(val_view, int) else tuple(val_view)
+    i_train, i_val, i_test = _holdout(len(images), llffhold, views, datadir)
     near, far = (0.0, 1.0) if ndc else (float(bounds.min() * NO_NDC_NEAR_MARGIN), float(bounds.max()))
     return Scene(
         name=datadir.name,

@@ -134,7 +134,8 @@ def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[st
     """config.txt (the file as given) and args.txt (every resolved value, sorted)."""
     if config_text is not None:
         write_text(run_dir / "config.txt", config_text)
-    lines = [f"{key} = {value}" for key, value in sorted(flatten(config).items())]
+    # A tuple as a config file's list ([4, 10]), the form configargparse reads back.
+    lines = [f"{key} = {list(value) if isinstance(value, tuple) else value}" for key, value in sorted(flatten(config).items())]
     write_text(run_dir / "args.txt", "\n".join(lines) + "\n")
 
 
