@@ -134,7 +134,7 @@ def write_run_files(run_dir: Path, config: TrainConfig, config_text: Optional[st
     """config.txt (the file as given) and args.txt (every resolved value, sorted)."""
     if config_text is not None:
         write_text(run_dir / "config.txt", config_text)
-    # A tuple as a config file's list ([4, 10]), the form configargparse reads back.
+    # A tuple as a config file writes a list ([4, 10]), so that the line reads back as the same value.
     lines = [f"{key} = {list(value) if isinstance(value, tuple) else value}" for key, value in sorted(flatten(config).items())]
     write_text(run_dir / "args.txt", "\n".join(lines) + "\n")
 
