@@ -90,7 +90,8 @@ def _holdout(n: int, llffhold: int, val_view: Sequence[int], datadir: Path):
     i_train = np.setdiff1d(np.arange(n), i_test)
     i_val = i_test
     views = [int(v) for v in val_view]
-    if views and views != [-1]:
+    held = bool(views) and views != [-1]
+    if held:
         outside = [v for v in views if v not in i_train]
         if outside:
             raise SceneError(f"{datadir}: val_view {outside[0]} is not a training image (there are {n} images; test holds {i_test.tolist()})")
@@ -98,7 +99,7 @@ def _holdout(n: int, llffhold: int, val_view: Sequence[int], datadir: Path):
             raise SceneError(f"{datadir}: val_view names an image twice ({' '.join(map(str, views))})")
         i_val, i_train = np.array(views), np.setdiff1d(i_train, views)
     if i_train.size == 0:
-        besides = f" besides val_view {' '.join(map(str, views))}" if i_val is not i_test else ""
+        besides = f" besides val_view {' '.join(map(str, views))}" if held else ""
         raise SceneError(f"{datadir}: llffhold {llffhold} leaves no training images{besides}")
     return i_train, i_val, i_test
 
