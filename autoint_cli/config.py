@@ -138,6 +138,9 @@ class RunConfig:
     distortion: float = _help("weight of mip-NeRF 360's distortion penalty on a training ray's section weights (the mean distance "
                               "between two points drawn from them, in units of far - near): it gathers each ray's weight onto one "
                               "short stretch, so haze spread through empty space costs", minimum=0, default=0.0)
+    strata_loss: float = _help("weight of the squared error of a second render of each training ray from the same samples, each "
+                               "standing for its own stratum (N x samples_per_section sections): the field is fitted for sections "
+                               "cut finer than the sampler's, as an unseen ray's may need", minimum=0, default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)

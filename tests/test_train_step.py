@@ -14,7 +14,8 @@ from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainS
 from autoint_cli.train.step import CROSS_POINTS
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import colour_variation, density_disagreement, negative_density, render_training, weight_distortion
+from autoint_cli.volume.rendering import (colour_variation, density_disagreement, negative_density, render_strata, render_training,
+                                          weight_distortion)
 
 from helpers import free_port
 
@@ -92,11 +93,12 @@ def test_sub_batches_give_the_whole_batch_step():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
-@pytest.mark.parametrize("lam, mu, nu, kappa", [(0.3, 0.0, 0.0, 0.0), (0.0, 0.02, 0.0, 0.0), (0.0, 0.0, 0.05, 0.0), (0.0, 0.0, 0.0, 0.1),
-                                               (0.3, 0.02, 0.05, 0.1)])
-def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa):
+@pytest.mark.parametrize("lam, mu, nu, kappa, beta", [(0.3, 0, 0, 0, 0), (0, 0.02, 0, 0, 0), (0, 0, 0.05, 0, 0), (0, 0, 0, 0.1, 0),
+                                                     (0, 0, 0, 0, 0.7), (0.3, 0.02, 0.05, 0.1, 0.7)])
+def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa, beta):
     """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D + ν · mean Δ
-    + κ · mean Ω, Ω on posts held fixed (autograd on one pass, float64); the loss reported stays the squared error."""
+    + κ · mean Ω + β · the strata render's mean squared error, Ω on posts held fixed (autograd on one pass, float64); the
+    loss reported stays the squared error."""
     state, batch = make_state(), make_batch()
     state.model.double()
     g = torch.Generator().manual_seed(5)
@@ -113,8 +115,10 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa)
     objective = mse + lam * colour_variation(out.samples).mean() + mu * negative_density(out.samples, span).mean()
     objective = objective + nu * density_disagreement(grad, batch.rays, cross).mean()
     objective = objective + kappa * weight_distortion(out.weights, out.posts.detach(), batch.rays.near, batch.rays.far).mean()
+    fine = render_strata(out, batch.rays.directions.norm(dim=-1, keepdim=True), background)
+    objective = objective + beta * torch.mean((fine.rgb - batch.target) ** 2)
     expected = torch.autograd.grad(objective, params, retain_graph=True)
-    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa))
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa, beta))
     loss = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.
@@ -237,7 +241,7 @@ def with_cross(batch: Batch, seed: int) -> Batch:
     return dataclasses.replace(batch, cross=cross)
 
 
-@pytest.mark.parametrize("penalties", [Penalties(), Penalties(1e-3, 1e-3, 1e-3)])
+@pytest.mark.parametrize("penalties", [Penalties(), Penalties(1e-3, 1e-3, 1e-3, 0.0, 0.5)])
 def test_the_compiled_step_takes_the_eager_step(penalties):
     """torch.compile over the whole sub-batch loss and its backward: the same loss and the same weights after two steps (float32 on the CPU),
     with and without the penalties (and their cross points)."""

@@ -11,8 +11,9 @@ from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
 from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, refined_window,
-                                          render_integral, render_quadrature, render_refined, render_training, weight_distortion)
-from autoint_cli.volume.sampling import Sections, shift_posts, uniform_sections
+                                          render_integral, render_quadrature, render_refined, render_strata, render_training,
+                                          weight_distortion)
+from autoint_cli.volume.sampling import Sections, shift_posts, strata, uniform_sections
 
 F64 = torch.float64
 
@@ -257,6 +258,22 @@ def test_training_renderer_keeps_its_samples_and_shifts_posts():
     expected = render_training(model.field.grad, lambda r: shift_posts(model.sections(r), u), rays, background, 2, jitter=jitter)
     torch.testing.assert_close(shifted.rgb, expected.rgb, rtol=1e-12, atol=1e-12)
     assert (shifted.rgb - out.rgb).abs().max() > 1e-6
+
+
+def test_the_strata_render_is_the_training_render_on_sections_cut_m_times_finer():
+    """render_strata of an M = 2 render equals the training renderer run with one sample per section on the strata, the same
+    samples standing where they stood (float64); with M = 1 it is the render itself."""
+    model = small_model()
+    rays, jitter, background = random_rays(), torch.rand(9, 8, 2, dtype=F64), torch.rand(9, 3, dtype=F64)
+    out = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter)
+    norm = rays.directions.norm(dim=-1, keepdim=True)
+    fine = render_strata(out, norm, background)
+    expected = render_training(model.field.grad, lambda r: strata(model.sections(r), 2), rays, background, 1, jitter=jitter.reshape(9, 16, 1))
+    torch.testing.assert_close(fine.rgb, expected.rgb, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fine.weights, expected.weights, rtol=1e-12, atol=1e-12)
+    assert (fine.rgb - out.rgb).abs().max() > 1e-6
+    single = render_training(model.field.grad, model.sections, rays, background, 1, jitter=jitter[..., :1])
+    torch.testing.assert_close(render_strata(single, norm, background).rgb, single.rgb, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shared_trunk", [False, True])

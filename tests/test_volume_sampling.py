@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from autoint_cli.volume.sampling import (Sections, merge_order, prefix_sum, resample_sections, sections_from_lengths, shift_posts, split_window,
-                                        stratified_samples, uniform_sections)
+                                        strata, stratified_samples, uniform_sections)
 
 
 def bounds(n=6):
@@ -86,6 +86,20 @@ def test_stratified_samples_stay_in_their_sections():
     mid = stratified_samples(s, 4)
     torch.testing.assert_close(mid, lower + s.lengths[..., None] / 8, rtol=1e-12, atol=1e-12)
     assert not torch.equal(t, stratified_samples(s, 4, torch.Generator().manual_seed(1)))
+
+
+def test_strata_cut_each_section_into_equal_parts_that_hold_its_samples():
+    """Posts (0, 1, 3) and M = 2: strata (0, ½, 1, 2, 3); the m-th stratified sample of section k lies in stratum kM + m."""
+    posts = torch.tensor([[0.0, 1.0, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(strata(Sections(posts), 2).posts, torch.tensor([[0.0, 0.5, 1.0, 2.0, 3.0]], dtype=torch.float64), rtol=0, atol=0)
+    near, far = bounds()
+    s = sections_from_lengths(torch.randn(6, 8, dtype=torch.float64), near, far)
+    fine = strata(s, 3)
+    assert fine.n_sections == 24
+    torch.testing.assert_close(fine.posts[:, ::3], s.posts, rtol=0, atol=1e-12)
+    t = stratified_samples(s, 3, torch.Generator().manual_seed(2)).flatten(-2)
+    assert ((t >= fine.posts[:, :-1]) & (t < fine.posts[:, 1:])).all()
+    torch.testing.assert_close(strata(s, 1).posts, s.posts, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 32, 33])

@@ -21,7 +21,7 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import colour_variation, density_disagreement, negative_density, render_training, weight_distortion
+from ..volume.rendering import colour_variation, density_disagreement, negative_density, render_strata, render_training, weight_distortion
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -166,12 +166,15 @@ class Penalties:
         sigma_consistency: ν of the mean :func:`~autoint_cli.volume.rendering.density_disagreement` of the rays (their
             batch's ``cross`` points).
         distortion: κ of the mean :func:`~autoint_cli.volume.rendering.weight_distortion` of the rays.
+        strata_loss: β of the squared error of :func:`~autoint_cli.volume.rendering.render_strata` (the same samples
+            composited on N·M sections), per colour channel as the main error is.
     """
 
     smooth_rgb: float = 0.0
     negative_sigma: float = 0.0
     sigma_consistency: float = 0.0
     distortion: float = 0.0
+    strata_loss: float = 0.0
 
 
 class TrainingLoss(nn.Module):
@@ -180,10 +183,11 @@ class TrainingLoss(nn.Module):
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω))
+    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω + β E))
     over the sub-batch: [] each, V the :func:`colour_variation`, D the
-    :func:`negative_density`, Δ the :func:`density_disagreement` and Ω the
-    :func:`weight_distortion` of each ray, λ, μ, ν and κ the :class:`Penalties`
+    :func:`negative_density`, Δ the :func:`density_disagreement`, Ω the
+    :func:`weight_distortion` of each ray and E its mean squared error over the colour channels
+    rendered on the strata (:func:`render_strata`), λ, μ, ν, κ and β the :class:`Penalties`
     (a term of weight 0 is not computed).
     """
 
@@ -209,6 +213,9 @@ class TrainingLoss(nn.Module):
         if self.penalties.distortion > 0:
             # The posts are the sampler's; the penalty moves density, not the sections it is measured on.
             penalty = penalty + self.penalties.distortion * weight_distortion(out.weights, out.posts.detach(), near, far).sum()
+        if self.penalties.strata_loss > 0:
+            fine = render_strata(out, directions.norm(dim=-1, keepdim=True), background)
+            penalty = penalty + self.penalties.strata_loss * torch.sum((fine.rgb - target) ** 2) / 3
         return squared, penalty
 
 

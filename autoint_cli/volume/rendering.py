@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from .rays import Rays
-from .sampling import Sections, merge_order, prefix_sum, resample_sections, shift_posts, split_window, stratified_samples, uniform_sections
+from .sampling import (Sections, merge_order, prefix_sum, resample_sections, shift_posts, split_window, strata, stratified_samples,
+                       uniform_sections)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,28 @@ def render_training(
     sigma, rgb = activate(means)
     out = composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
     return replace(out, samples=raw, posts=sections.posts)
+
+
+def render_strata(out: RenderOutput, direction_norm: Tensor, background: Tensor) -> RenderOutput:
+    """The training render's samples composited again, each standing for its own stratum: N·M sections of one sample each.
+
+    The same grad-network values as the N-section render (no new evaluations), on the finer sections
+    :func:`~autoint_cli.volume.sampling.strata` gives. Its error asks the field to render well when a
+    ray's sections are cut finer than the sampler's, or placed otherwise, as an unseen ray's may be.
+
+    Args:
+        out: :func:`render_training`'s output (its ``samples`` [*rays, N·M, 4] and ``posts`` [*rays, N + 1]).
+        direction_norm: [*rays, 1] ‖d‖.
+        background: [3], or [*rays, 3].
+
+    Returns:
+        the composite on the N·M strata; its ``weights`` are [*rays, N·M].
+    """
+    n_sections = out.posts.shape[-1] - 1
+    m = out.samples.shape[-2] // n_sections
+    # Each stratum's mean is its one sample's value; under bf16 autocast they are composited in float32.
+    sigma, rgb = activate(out.samples.to(torch.promote_types(out.samples.dtype, torch.float32)))
+    return composite(sigma, rgb, strata(Sections(out.posts), m), direction_norm, background)
 
 
 def colour_variation(samples: Tensor) -> Tensor:

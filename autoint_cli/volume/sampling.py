@@ -121,6 +121,19 @@ def shift_posts(sections: Sections, shift: Tensor) -> Sections:
     return Sections(torch.cat((posts[..., :1], moved, posts[..., -1:]), -1))
 
 
+def strata(sections: Sections, n_per_section: int) -> Sections:
+    """The N·M sections that M stratified samples per section stand for: each section cut into M equal strata.
+
+        q_{kM+m} = p_k + ℓ_{k+1}·m/M,   k = 0 … N − 1, m = 0 … M − 1,   q_{NM} = p_N
+
+    The m-th stratified sample of section k (:func:`stratified_samples`) lies in stratum kM + m.
+    """
+    posts = sections.posts
+    offsets = torch.arange(n_per_section, device=posts.device, dtype=posts.dtype) / n_per_section
+    starts = posts[..., :-1, None] + sections.lengths[..., None] * offsets  # [*rays, N, M]
+    return Sections(torch.cat((starts.flatten(-2), posts[..., -1:]), -1))
+
+
 def stratified_samples(
     sections: Sections, n_per_section: int, generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None
 ) -> Tensor:
