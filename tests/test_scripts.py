@@ -293,7 +293,8 @@ def test_bench_quality_merges_seeds_of_separate_calls(tmp_path):
     def seed_json(name, seed, psnr, **changed):
         scores = {"psnr": psnr, "ssim": 0.5, "psnr_p10": psnr - 1, "psnr_worst": psnr - 2, "ms_per_frame": 10.0}
         entry = {"steps": 100 + seed, "commit": "abc", "device": "cpu", "torch": "x", "splits": {"test": {"n_views": 2, "16": scores}}}
-        report = {"settings": {**settings, "config": "c.txt", "seconds": 5.0, "splits": ["test"], **changed}, "seeds": {str(seed): entry}}
+        report = {"settings": {**settings, "config": "c.txt", "seconds": 5.0, "splits": ["test"], "trainings_at_once": 1,
+                                 **changed}, "seeds": {str(seed): entry}}
         (tmp_path / name).write_text(json.dumps(report))
         return str(tmp_path / name)
 
@@ -303,6 +304,11 @@ def test_bench_quality_merges_seeds_of_separate_calls(tmp_path):
     report = json.loads((tmp_path / "ab.json").read_text())
     assert list(report["seeds"]) == ["0", "1"] and report["summary"]["steps_mean"] == 100.5
     assert report["summary"]["test"]["16"]["psnr_mean"] == pytest.approx(21.0) and report["summary"]["test"]["16"]["psnr_std"] == pytest.approx(1.0)
+    assert "not a benchmark figure" not in module.table(report) and "shared the device" not in module.table(report)
+    one = {**report, "seeds": {"0": report["seeds"]["0"]}, "summary": {**report["summary"], "n_seeds": 1}}
+    assert "one seed: not a benchmark figure" in module.table(one)
+    shared = {**report, "settings": {**report["settings"], "trainings_at_once": 2}}
+    assert "2 trainings shared the device" in module.table(shared)
     other = seed_json("c.json", 2, 21.0, seconds=7)
     for files, message in (((a, other), "other settings (seconds); it cannot be pooled with"), ((a, a), "seed 0 is in an earlier file too"),
                            ((a, str(tmp_path / "none.json")), "none.json: no such file")):
