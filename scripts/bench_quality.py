@@ -354,7 +354,7 @@ def table(report: Dict) -> str:
              f"{summary['steps_mean']:.0f} steps on average, {', '.join(report['devices'])}, commit {', '.join(report['commits'])}"]
     if summary["n_seeds"] < 2:
         lines.append("  one seed: not a benchmark figure (a figure is a mean over at least two seeds)")
-    if s.get("trainings_at_once", 1) > 1:
+    if s["trainings_at_once"] > 1:
         lines.append(f"  {s['trainings_at_once']} trainings shared the device: not comparable with trainings run alone")
     for split in s["splits"]:
         for n, v in summary[split].items():
