@@ -1,4 +1,5 @@
-"""What the GPU benchmark scripts share: the device, its name, the camera they render and the timing loop."""
+"""What the GPU benchmark scripts share: the device, its name, the camera they render, the timing loop and an argument type."""
+import argparse
 import math
 import statistics
 import time
@@ -11,6 +12,17 @@ from autoint_cli.volume.rays import Intrinsics
 
 # nerf_synthetic's horizontal field of view, so a frame costs what a Blender test view costs.
 BLENDER_CAMERA_ANGLE_X = 0.6911112070083618
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero (a network's depth or width)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number above zero, got {text!r}")
+    return value
 
 
 def bench_device() -> torch.device:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Integral rendering speed: ms per frame, rays/s and matrix TFLOP/s, with the quality drift of each fast path.
 
-Renders one Blender-style camera (near 2, far 6, lego's field of view) with
-the paper-size model: a trained checkpoint (``--ckpt``) or random weights. Each
+Renders one Blender-style camera (near 2, far 6, lego's field of view) with a
+trained checkpoint (``--ckpt``) or random weights of the paper's size (10x256, or
+``--netdepth`` x ``--netwidth``). Each
 variant is timed over ``--repeats`` frames after warm-up, and its frame is
 compared with a float32 render of the same weights (PSNR of the variant
 against it; null in the JSON where the frames are identical). Prints a table, then one JSON line.
@@ -12,6 +13,7 @@ import json
 import math
 import statistics
 import sys
+from dataclasses import replace
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,7 +28,7 @@ from autoint_cli.utils.fastpath import PRECISIONS
 from autoint_cli.utils.metrics import psnr
 from autoint_cli.volume.rays import camera_rays
 
-from bench_common import bench_device, blender_view, device_label, time_calls
+from bench_common import bench_device, blender_view, device_label, positive_int, time_calls
 
 VARIANTS = (
     "eager_fp32", "eager_tf32", "eager_bf16", "whole_tf32", "whole_bf16", "whole_bf16_autotune", "whole_bf16_cudagraphs",
@@ -98,6 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--resolution", type=frame_size, nargs="+", default=[(400, 400), (800, 800)],
                         help="frame sizes: W for a square frame, or WxH (fern at factor 8: 504x378)")
     parser.add_argument("--n_sections", type=int, nargs="+", default=[16, 8], help="N for each resolution, paired in order")
+    parser.add_argument("--netdepth", type=positive_int, default=None, help="layers of each random network (default: the paper's 10; --quick: 3)")
+    parser.add_argument("--netwidth", type=positive_int, default=None, help="hidden width of each random network (default: the paper's 256; --quick: 32)")
     parser.add_argument("--chunk", default="65536", help="rays per chunk, or auto (measured as autoint-render does)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
@@ -105,6 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CPU smoke check: 32x32, small model, 2 repeats")
     args = parser.parse_args(argv)
     device = bench_device()
+    if args.ckpt and (args.netdepth or args.netwidth):
+        raise SystemExit("bench_render: --netdepth and --netwidth size random weights; a --ckpt brings its own")
     if args.ckpt:
         payload = load_checkpoint(args.ckpt)
         model_config = unflatten(payload["config"]).model
@@ -115,11 +121,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.resolution, args.n_sections, args.repeats = [(32, 32)], [8], 2
         model_config = ModelConfig(netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32)
         payload = None
+    model_config = replace(model_config, netdepth=args.netdepth or model_config.netdepth, netwidth=args.netwidth or model_config.netwidth)
     pairs = list(zip(args.resolution, args.n_sections))
 
     name = device_label(device)
     # Rows are printed as they are measured, so that a run cut short still reports what it finished.
-    print(f"{name}, torch {torch.__version__}, weights: {args.ckpt or 'random'}", flush=True)
+    print(f"{name}, torch {torch.__version__}, weights: {args.ckpt or 'random'}, {model_config.netdepth}x{model_config.netwidth}", flush=True)
     print(f"{'variant':<26}{'size':>9}{'N':>4}{'chunk':>8}{'ms/frame':>10}{'fps':>8}{'TFLOP/s':>9}{'PSNR vs fp32':>14}{'peak GiB':>10}", flush=True)
     rows = []
     for (width, height), n in pairs:
@@ -171,6 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bf16 = measured_bf16_rate(device)
     print(f"measured bf16 matmul: {bf16 and round(bf16)} TFLOP/s", flush=True)
     print(json.dumps({"bench": "render", "device": name, "torch": torch.__version__, "weights": args.ckpt or "random",
+                      "netdepth": model_config.netdepth, "netwidth": model_config.netwidth,
                       "bf16_matmul_tflops": bf16, "results": rows}))
     return 0
 

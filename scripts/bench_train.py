@@ -21,7 +21,7 @@ from autoint_cli.models import SceneModel
 from autoint_cli.train import Batch, TrainStep, setup_state
 from autoint_cli.volume.rays import pixel_rays
 
-from bench_common import bench_device, blender_view, device_label, time_calls
+from bench_common import bench_device, blender_view, device_label, positive_int, time_calls
 
 # <how compiled>_<precision>[_shared_trunk]: eager (no compile), compiled (torch.compile's default mode over each sub-batch's
 # loss and backward), cudagraph (its reduce-overhead mode: the same graphs replayed as CUDA graphs).
@@ -36,6 +36,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--chunk", type=int, default=4096, help="rays per forward/backward sub-batch (the config key chunk)")
     parser.add_argument("--n_sections", type=int, default=32)
     parser.add_argument("--samples_per_section", type=int, default=4)
+    parser.add_argument("--netdepth", type=positive_int, default=None, help="layers of each network (default: the paper's 10; --quick: 3)")
+    parser.add_argument("--netwidth", type=positive_int, default=None, help="hidden width (default: the paper's 256; --quick: 32)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
@@ -47,6 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         base = replace(base, netdepth=3, netwidth=32, sampler_depth=2, sampler_width=32, n_sections=8, samples_per_section=2)
         args.N_rand, args.chunk, args.steps, args.warmup = 256, 256, 3, 1
         args.variants = [v for v in args.variants if v.startswith("eager")] or ["eager_tf32"]
+    base = replace(base, netdepth=args.netdepth or base.netdepth, netwidth=args.netwidth or base.netwidth)
     size = 400
     intrinsics, c2w = blender_view(size, device)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -74,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seconds = ms / 1e3
         rows.append({
             "variant": variant, "N_rand": args.N_rand, "chunk": args.chunk, "n_sections": config.n_sections,
-            "samples_per_section": config.samples_per_section, "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3,
+            "samples_per_section": config.samples_per_section, "netdepth": config.netdepth, "netwidth": config.netwidth, "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3,
             "rays_per_sec": args.N_rand / seconds, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         })
     name = device_label(device)

@@ -1,4 +1,5 @@
 """The promises to a new user: the README's commands, CI, the layout."""
+import json
 import re
 from pathlib import Path
 from typing import Dict, Optional
@@ -151,3 +152,26 @@ def test_functions_are_short():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     assert long == []
+
+
+# The quality figures the README and the recipes' configs quote, and the benchmark JSON (scripts/bench_quality.py) each
+# comes from: (JSON, split, renderer key, the words after the figure).
+QUOTED_FIGURES = (
+    ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16", " dB on all 200 lego test views", "configs/lego_fast_n16_m2.txt"),
+    ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16x4", " dB rendered with `--refine 4", None),
+    ("docs/results/quality_fern_400s.json", "test", "16", " dB on fern's 3 test views", "configs/fern_fast.txt"),
+)
+
+
+def test_quoted_quality_figures_are_the_benchmarks_means_over_seeds():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for path, split, key, words, config in QUOTED_FIGURES:
+        report = json.loads((ROOT / path).read_text())
+        assert report["benchmark"] == "scripts/bench_quality.py" and report["summary"]["n_seeds"] >= 2, path
+        stats = report["summary"][split][key]
+        figure = f"{stats['psnr_mean']:.2f} ± {stats['psnr_std']:.2f}"
+        assert f"{figure}{words}" in readme, f"README.md should quote {figure} dB from {path}"
+        assert f"`{path}`" in readme, f"README.md should name {path}"
+        if config:
+            text = (ROOT / config).read_text()
+            assert figure.replace("±", "+-") in text and path in " ".join(text.replace("#", " ").split()), config

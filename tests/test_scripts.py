@@ -114,6 +114,25 @@ def test_ct_sparse_view_bad_arguments(tmp_path, args, message):
     assert proc.returncode == 2 and message in proc.stderr
 
 
+@pytest.mark.parametrize("script", ["scripts/bench_render.py", "scripts/bench_train.py"])
+def test_gpu_benchmarks_size_the_networks(script):
+    variant = "eager_fp32" if "render" in script else "eager_tf32"
+    proc = run(script, "--quick", "--variants", variant, "--netdepth", "2", "--netwidth", "16")
+    assert proc.returncode == 0, proc.stderr
+    assert "2x16" in proc.stdout
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    sizes = [(report["netdepth"], report["netwidth"])] if "render" in script else [(r["netdepth"], r["netwidth"]) for r in report["results"]]
+    assert sizes and all(size == (2, 16) for size in sizes)
+
+
+def test_bench_render_sizes_random_weights_only(tmp_path):
+    proc = run("scripts/bench_render.py", "--ckpt", str(tmp_path / "any.pt"), "--netwidth", "128")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        "bench_render: --netdepth and --netwidth size random weights; a --ckpt brings its own")
+    bad = run("scripts/bench_train.py", "--quick", "--netwidth", "-8")
+    assert bad.returncode == 2 and "argument --netwidth: expected a whole number above zero, got '-8'" in bad.stderr
+
+
 def test_bench_render_reads_frame_sizes():
     proc = run("scripts/bench_render.py", "--resolution", "40x30", "--n_sections", "4", "--repeats", "1", "--variants", "eager_fp32")
     assert proc.returncode == 0, proc.stderr
