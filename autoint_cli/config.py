@@ -96,6 +96,9 @@ class ModelConfig:
     multires: int = _help("positional-encoding frequencies of the point o + t d (beside the grid with encoding = hashgrid)", minimum=0, default=10)
     multires_views: int = _help("positional-encoding frequencies of the ray's direction code", minimum=0, default=4)
     shared_trunk: bool = _help("one network with a density and a colour head instead of two networks", default=False)
+    colour_by_density: float = _help("kappa > 0: a section's colour is the mean of its colour logit weighted by density + kappa "
+                                     "(the colour outputs carry (sigma + kappa) * logit), so the empty part of a section weighs kappa; "
+                                     "0: the plain mean over the section (AutoInt's)", minimum=0, default=0.0)
     sampler_depth: int = _help("linear layers of the sampling network", minimum=1, default=6)
     sampler_width: int = _help("width of the sampling network", minimum=1, default=256)
     sampler_multires: int = _help("positional-encoding frequencies of the sampling network's input", minimum=0, default=5)

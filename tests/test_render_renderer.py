@@ -199,6 +199,22 @@ def test_settings_refuse_unknown_names():
         RenderSettings(renderer="quadrature", refine=2)
 
 
+def test_renderers_activate_with_the_models_colour_by_density():
+    """A model trained with colour_by_density κ is rendered with it by every renderer (integral, refined, quadrature):
+    bit for bit the render functions given κ, and not the plain-colour render."""
+    model, rays, background = _setup(torch.device("cpu"), colour_by_density=0.5)
+    with torch.no_grad():
+        expected = {"integral": render_integral(model.field.integral, model.sections, rays, background, 4, colour_by_density=0.5),
+                    "refined": render_refined(model.field.integral, model.sections, rays, background, 4, 3, 1, colour_by_density=0.5),
+                    "quadrature": render_quadrature(model.field.grad, rays, background, 16, colour_by_density=0.5)}
+        plain = render_integral(model.field.integral, model.sections, rays, background, 4)
+    settings = {"integral": RenderSettings(n_sections=4), "refined": RenderSettings(n_sections=4, refine=3, refine_sections=1),
+                "quadrature": RenderSettings(renderer="quadrature", n_samples=16)}
+    for name, want in expected.items():
+        torch.testing.assert_close(Renderer(model, background, settings[name])(rays).rgb, want.rgb, rtol=0, atol=0, msg=name)
+    assert (expected["integral"].rgb - plain.rgb).abs().max() > 1e-3
+
+
 def test_a_refined_renderer_is_render_refined_and_draws_no_windows():
     """refine R: the renderer is render_refined of the model's networks, bit for bit (fp32, eager); it counts Φ's extra posts
     for its chunks, keeps N as its n_sections, and refuses section windows (every pixel is drawn on all its sections)."""

@@ -241,6 +241,30 @@ def with_cross(batch: Batch, seed: int) -> Batch:
     return dataclasses.replace(batch, cross=cross)
 
 
+def test_a_step_with_colour_by_density_takes_autograds_gradients():
+    """With κ = colour_by_density the step's gradients, in sub-batches of 7, are autograd's of the mean squared error of
+    the training render activated with κ (float64), and differ from those of the plain mean colour."""
+    model = dataclasses.replace(MODEL, colour_by_density=0.5)
+    torch.manual_seed(0)
+    state = setup_state(TrainConfig(DataConfig(datadir="unused"), model, RunConfig(expname="step", lrate=1e-2)), SceneModel(model),
+                        torch.device("cpu"), None)
+    state.model.double()
+    batch = make_batch()
+    batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
+                                jitter=batch.jitter.double())
+    background = torch.ones(3, dtype=torch.float64)
+    grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    expected, plain = (torch.autograd.grad(torch.mean((render_training(grad, state.model.sections, batch.rays, background,
+                                                                       MODEL.samples_per_section, jitter=batch.jitter,
+                                                                       colour_by_density=k).rgb - batch.target) ** 2), params)
+                       for k in (0.5, 0.0))
+    TrainStep(state.model, background, precision="fp32", chunk=7)._backward(batch, None)
+    for p, g in zip(params, expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+    assert any((p.grad - g).abs().max() > 1e-6 for p, g in zip(params, plain))
+
+
 @pytest.mark.parametrize("penalties", [Penalties(), Penalties(1e-3, 1e-3, 1e-3, 0.0, 0.5)])
 def test_the_compiled_step_takes_the_eager_step(penalties):
     """torch.compile over the whole sub-batch loss and its backward: the same loss and the same weights after two steps (float32 on the CPU),

@@ -170,12 +170,13 @@ class Renderer:
             logger.info("fused MLP kernel: not for this model (%s); Phi runs as separate layers", why)
         self.fused = fuse and not why
         phi = functools.partial(RadianceField.evaluate, evaluators)
+        kappa = model.config.colour_by_density
 
         def render(rays: Rays, first: Optional[Tensor] = None, kept: Optional[int] = None) -> RenderOutput:
             with autocast(s.precision, self.device):
                 if s.refine > 1 and first is None:
-                    return render_refined(phi, model.sections, rays, self.background, s.n_sections, s.refine, s.refine_sections)
-                return render_integral(phi, model.sections, rays, self.background, s.n_sections, first, kept)
+                    return render_refined(phi, model.sections, rays, self.background, s.n_sections, s.refine, s.refine_sections, kappa)
+                return render_integral(phi, model.sections, rays, self.background, s.n_sections, first, kept, kappa)
 
         self._integral_fn = render
         return render
@@ -202,10 +203,11 @@ class Renderer:
     def _quadrature(self, model: SceneModel) -> Callable[[Rays], RenderOutput]:
         s = self.settings
         grad = functools.partial(RadianceField.evaluate, model.field.grad_networks())
+        kappa = model.config.colour_by_density
 
         def render(rays: Rays) -> RenderOutput:
             with autocast(s.precision, self.device):
-                return render_quadrature(grad, rays, self.background, s.n_samples)
+                return render_quadrature(grad, rays, self.background, s.n_samples, colour_by_density=kappa)
 
         return render
 

@@ -200,8 +200,9 @@ class TrainingLoss(nn.Module):
                 sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None,
                 cross: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         rays = Rays(origins, directions, near, far)
-        m = self.model.config.samples_per_section
-        out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift)
+        m, kappa = self.model.config.samples_per_section, self.model.config.colour_by_density
+        out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift,
+                              colour_by_density=kappa)
         squared = torch.sum((out.rgb.float() - target) ** 2)
         penalty = torch.zeros_like(squared)
         if self.penalties.smooth_rgb > 0:
@@ -214,7 +215,7 @@ class TrainingLoss(nn.Module):
             # The posts are the sampler's; the penalty moves density, not the sections it is measured on.
             penalty = penalty + self.penalties.distortion * weight_distortion(out.weights, out.posts.detach(), near, far).sum()
         if self.penalties.strata_loss > 0:
-            fine = render_strata(out, directions.norm(dim=-1, keepdim=True), background)
+            fine = render_strata(out, directions.norm(dim=-1, keepdim=True), background, kappa)
             penalty = penalty + self.penalties.strata_loss * torch.sum((fine.rgb - target) ** 2) / 3
         return squared, penalty
 

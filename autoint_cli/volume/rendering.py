@@ -8,7 +8,10 @@ distance (Δt·‖d‖):
     C = Σ_k w_k c̄_k + (1 − Σ_k w_k)·background
 
 The activations come after integration, in one place (:func:`activate`):
-σ̄ = relu(mean of raw σ), c̄ = sigmoid(mean of raw colour).
+σ̄ = relu(mean of raw σ), c̄ = sigmoid(mean of raw colour); or, with a
+density weighting κ > 0 (``colour_by_density``), c̄ = sigmoid(mean of raw
+colour / (σ̄ + κ)), where the colour channels carry (σ + κ)·u for a colour
+logit u, so that the empty part of a section weighs κ in its colour, not its length.
 
 * training: M stratified samples of the grad networks per section, averaged
   (a Monte Carlo estimate of the section mean);
@@ -58,9 +61,19 @@ class RenderOutput:
         return torch.where(self.acc > 1e-10, self.acc / self.depth.clamp_min(1e-10), torch.zeros_like(self.acc))
 
 
-def activate(raw: Tensor) -> tuple:
-    """Raw section means [..., 4] -> (σ̄ = relu(raw σ) [...], c̄ = sigmoid(raw colour) [..., 3])."""
-    return torch.relu(raw[..., 0]), torch.sigmoid(raw[..., 1:])
+def activate(raw: Tensor, colour_by_density: float = 0.0) -> tuple:
+    """Raw section means [..., 4] -> (σ̄ = relu(raw σ) [...], c̄ [..., 3]).
+
+    κ = ``colour_by_density`` 0: c̄ = sigmoid(h̄), AutoInt's mean colour, every part of the section weighing its
+    length. κ > 0: c̄ = sigmoid(h̄ / (σ̄ + κ)) = sigmoid(∫h / ∫(σ + κ)) when σ ≥ 0 on the section, h = (σ + κ)·u the
+    colour channels: the mean of the colour logit u weighted by σ + κ, so a surface's colour is not diluted by the
+    unfitted colour of the empty space its section also covers. Near κ = σ̄ = 0 nothing is divided by zero: κ is
+    the least denominator, and where the field is empty the colour reduces to sigmoid(h̄ / κ).
+    """
+    sigma = torch.relu(raw[..., 0])
+    if colour_by_density <= 0:
+        return sigma, torch.sigmoid(raw[..., 1:])
+    return sigma, torch.sigmoid(raw[..., 1:] / (sigma + colour_by_density)[..., None])
 
 
 def composite(sigma: Tensor, rgb: Tensor, sections: Sections, direction_norm: Tensor, background: Tensor) -> RenderOutput:
@@ -110,7 +123,7 @@ REFINE_SECTIONS = 1
 def render_training(
     grad: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, samples_per_section: int,
     generator: Optional[torch.Generator] = None, jitter: Optional[Tensor] = None, sigma_noise: Optional[Tensor] = None,
-    post_shift: Optional[Tensor] = None,
+    post_shift: Optional[Tensor] = None, colour_by_density: float = 0.0,
 ) -> RenderOutput:
     """The training renderer: grad networks at M stratified samples per section, section means.
 
@@ -121,7 +134,7 @@ def render_training(
     ``post_shift`` [*rays, N − 1] in [−½, ½], when given, moves the inner posts
     (:func:`~autoint_cli.volume.sampling.shift_posts`): sections that straddle
     the trained ones, as the sampler's sections for an unseen ray may.
-    The output keeps the raw samples (``samples``) and the posts for the regularisers.
+    The output keeps the raw samples (``samples``) and the posts for the regularisers. ``colour_by_density``: :func:`activate`'s κ.
     """
     sections = sections_fn(rays)
     if post_shift is not None:
@@ -132,12 +145,12 @@ def render_training(
     means = raw.unflatten(-2, (sections.n_sections, m)).mean(-2)  # [*rays, N, 4]
     if sigma_noise is not None:
         means = torch.cat((means[..., :1] + sigma_noise[..., None], means[..., 1:]), -1)
-    sigma, rgb = activate(means)
+    sigma, rgb = activate(means, colour_by_density)
     out = composite(sigma, rgb, sections, rays.directions.norm(dim=-1, keepdim=True), background)
     return replace(out, samples=raw, posts=sections.posts)
 
 
-def render_strata(out: RenderOutput, direction_norm: Tensor, background: Tensor) -> RenderOutput:
+def render_strata(out: RenderOutput, direction_norm: Tensor, background: Tensor, colour_by_density: float = 0.0) -> RenderOutput:
     """The training render's samples composited again, each standing for its own stratum: N·M sections of one sample each.
 
     The same grad-network values as the N-section render (no new evaluations), on the finer sections
@@ -148,6 +161,7 @@ def render_strata(out: RenderOutput, direction_norm: Tensor, background: Tensor)
         out: :func:`render_training`'s output (its ``samples`` [*rays, N·M, 4] and ``posts`` [*rays, N + 1]).
         direction_norm: [*rays, 1] ‖d‖.
         background: [3], or [*rays, 3].
+        colour_by_density: :func:`activate`'s κ.
 
     Returns:
         the composite on the N·M strata; its ``weights`` are [*rays, N·M].
@@ -155,7 +169,7 @@ def render_strata(out: RenderOutput, direction_norm: Tensor, background: Tensor)
     n_sections = out.posts.shape[-1] - 1
     m = out.samples.shape[-2] // n_sections
     # Each stratum's mean is its one sample's value; under bf16 autocast they are composited in float32.
-    sigma, rgb = activate(out.samples.to(torch.promote_types(out.samples.dtype, torch.float32)))
+    sigma, rgb = activate(out.samples.to(torch.promote_types(out.samples.dtype, torch.float32)), colour_by_density)
     return composite(sigma, rgb, strata(Sections(out.posts), m), direction_norm, background)
 
 
@@ -269,28 +283,30 @@ def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:
 
 
 def render_integral(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, n_sections: Optional[int] = None,
-                    first: Optional[Tensor] = None, kept: Optional[int] = None) -> RenderOutput:
+                    first: Optional[Tensor] = None, kept: Optional[int] = None, colour_by_density: float = 0.0) -> RenderOutput:
     """The integral renderer: Φ at the N + 1 posts, section means by differences (float32).
 
     With ``first`` [*rays] and ``kept``, a window of each ray's (resampled) sections: Φ at only the kept + 1 posts of
     sections first … first + kept − 1 (:func:`window_sections`), composited from a transmittance of 1 at the first. What
     the window leaves out is left out of the colour: for rays whose weight lies inside it (the viewer's section windows).
+    ``colour_by_density``: :func:`activate`'s κ.
     """
     sections = sections_fn(rays)
     if n_sections is not None:
         sections = resample_sections(sections, n_sections)
     if first is not None:
         sections = window_sections(sections, first, kept)
-    return composite_phi(phi(rays, sections.posts), sections.posts, rays, background)
+    return composite_phi(phi(rays, sections.posts), sections.posts, rays, background, colour_by_density)
 
 
-def composite_phi(values: Tensor, posts: Tensor, rays: Rays, background: Tensor) -> RenderOutput:
+def composite_phi(values: Tensor, posts: Tensor, rays: Rays, background: Tensor, colour_by_density: float = 0.0) -> RenderOutput:
     """Section means by differences of Φ, then :func:`composite`: values [*rays, N + 1, 4] (Φ at the posts), posts
-    [*rays, N + 1]. The means are (Φ(p_k) − Φ(p_{k−1}))/(p_k − p_{k−1}), in Φ's precision (float32 or wider)."""
+    [*rays, N + 1]. The means are (Φ(p_k) − Φ(p_{k−1}))/(p_k − p_{k−1}), in Φ's precision (float32 or wider), activated
+    with :func:`activate`'s κ = ``colour_by_density``."""
     # Differences of Φ over short sections cancel most digits: keep them in Φ's precision.
     posts = posts.to(values.dtype)
     means = (values[..., 1:, :] - values[..., :-1, :]) / (posts[..., 1:] - posts[..., :-1])[..., None]
-    sigma, rgb = activate(means)
+    sigma, rgb = activate(means, colour_by_density)
     norm = rays.directions.norm(dim=-1, keepdim=True).to(values.dtype)
     return composite(sigma, rgb, Sections(posts), norm, background.to(values.dtype))
 
@@ -304,7 +320,7 @@ def refined_window(weights: Tensor, kept: int) -> Tensor:
 
 
 def render_refined(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background: Tensor, n_sections: Optional[int],
-                   splits: int, kept: int) -> RenderOutput:
+                   splits: int, kept: int, colour_by_density: float = 0.0) -> RenderOutput:
     """The integral renderer with the sections around each ray's surface cut finer: two passes of Φ.
 
     The first pass is :func:`render_integral` at N. The ``kept`` sections around its section of most weight
@@ -312,6 +328,7 @@ def render_refined(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background
     and all N + kept·(R − 1) sections composited again. A section that reaches past a surface averages the raw values
     behind it (never fitted) into its mean; cut finer, the part that holds the surface keeps its own. Φ is evaluated
     at N + 1 + kept·(R − 1) posts in all, against N·R + 1 for every section cut R ways. Requires 1 ≤ kept ≤ N.
+    ``colour_by_density``: :func:`activate`'s κ.
     """
     sections = sections_fn(rays)
     if n_sections is not None:
@@ -319,20 +336,21 @@ def render_refined(phi: FieldFn, sections_fn: SectionsFn, rays: Rays, background
     n = sections.n_sections
     values = phi(rays, sections.posts)  # [*rays, N+1, 4]
     if splits == 1:
-        return composite_phi(values, sections.posts, rays, background)
-    first = refined_window(composite_phi(values, sections.posts, rays, background).weights, kept)
+        return composite_phi(values, sections.posts, rays, background, colour_by_density)
+    first = refined_window(composite_phi(values, sections.posts, rays, background, colour_by_density).weights, kept)
     extra = split_window(sections, first, kept, splits)
     order = merge_order(first, n, kept, splits)
     posts = torch.cat((sections.posts, extra), -1).gather(-1, order)
     values = torch.cat((values, phi(rays, extra)), -2)
     values = values.gather(-2, order[..., None].expand(*order.shape, values.shape[-1]))
-    return composite_phi(values, posts, rays, background)
+    return composite_phi(values, posts, rays, background, colour_by_density)
 
 
 def render_quadrature(grad: FieldFn, rays: Rays, background: Tensor, n_samples: int = QUADRATURE_SAMPLES,
-                      generator: Optional[torch.Generator] = None) -> RenderOutput:
-    """The quadrature reference: grad networks at K samples in equal bins of [near, far] (midpoints unless a generator jitters them)."""
+                      generator: Optional[torch.Generator] = None, colour_by_density: float = 0.0) -> RenderOutput:
+    """The quadrature reference: grad networks at K samples in equal bins of [near, far] (midpoints unless a generator jitters
+    them), each activated alone with :func:`activate`'s κ = ``colour_by_density``."""
     bins = uniform_sections(rays.near, rays.far, n_samples)
     t = stratified_samples(bins, 1, generator)[..., 0]  # [*rays, K]
-    sigma, rgb = activate(grad(rays, t))
+    sigma, rgb = activate(grad(rays, t), colour_by_density)
     return composite(sigma, rgb, bins, rays.directions.norm(dim=-1, keepdim=True), background)
