@@ -23,10 +23,10 @@ MODEL = ModelConfig(n_sections=4, samples_per_section=2, netdepth=2, netwidth=16
 N_RAYS = 24
 
 
-def make_state(lrate=1e-2, seed=0) -> TrainState:
-    config = TrainConfig(DataConfig(datadir="unused"), MODEL, RunConfig(expname="step", lrate=lrate, seed=seed))
+def make_state(lrate=1e-2, seed=0, model: ModelConfig = MODEL) -> TrainState:
+    config = TrainConfig(DataConfig(datadir="unused"), model, RunConfig(expname="step", lrate=lrate, seed=seed))
     torch.manual_seed(seed)
-    return setup_state(config, SceneModel(MODEL), torch.device("cpu"), None)
+    return setup_state(config, SceneModel(model), torch.device("cpu"), None)
 
 
 def make_batch(seed=1, n=N_RAYS) -> Batch:
@@ -244,10 +244,7 @@ def with_cross(batch: Batch, seed: int) -> Batch:
 def test_a_step_with_colour_by_density_takes_autograds_gradients():
     """With κ = colour_by_density the step's gradients, in sub-batches of 7, are autograd's of the mean squared error of
     the training render activated with κ (float64), and differ from those of the plain mean colour."""
-    model = dataclasses.replace(MODEL, colour_by_density=0.5)
-    torch.manual_seed(0)
-    state = setup_state(TrainConfig(DataConfig(datadir="unused"), model, RunConfig(expname="step", lrate=1e-2)), SceneModel(model),
-                        torch.device("cpu"), None)
+    state = make_state(model=dataclasses.replace(MODEL, colour_by_density=0.5))
     state.model.double()
     batch = make_batch()
     batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
@@ -265,11 +262,12 @@ def test_a_step_with_colour_by_density_takes_autograds_gradients():
     assert any((p.grad - g).abs().max() > 1e-6 for p, g in zip(params, plain))
 
 
-@pytest.mark.parametrize("penalties", [Penalties(), Penalties(1e-3, 1e-3, 1e-3, 0.0, 0.5)])
-def test_the_compiled_step_takes_the_eager_step(penalties):
+@pytest.mark.parametrize("penalties, kappa", [(Penalties(), 0.0), (Penalties(1e-3, 1e-3, 1e-3, 0.0, 0.5), 0.0), (Penalties(), 0.5)])
+def test_the_compiled_step_takes_the_eager_step(penalties, kappa):
     """torch.compile over the whole sub-batch loss and its backward: the same loss and the same weights after two steps (float32 on the CPU),
-    with and without the penalties (and their cross points)."""
-    eager, compiled = make_state(), make_state()
+    with and without the penalties (and their cross points), and with colour_by_density."""
+    model = dataclasses.replace(MODEL, colour_by_density=kappa)
+    eager, compiled = make_state(model=model), make_state(model=model)
     eager_step = TrainStep(eager.model, torch.ones(3), precision="fp32", chunk=N_RAYS, penalties=penalties)
     compiled_step = TrainStep(compiled.model, torch.ones(3), precision="fp32", compile_mode="default", chunk=N_RAYS, penalties=penalties)
     for seed in (1, 2):
