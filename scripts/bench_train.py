@@ -77,7 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seconds = ms / 1e3
         rows.append({
             "variant": variant, "N_rand": args.N_rand, "chunk": args.chunk, "n_sections": config.n_sections,
-            "samples_per_section": config.samples_per_section, "netdepth": config.netdepth, "netwidth": config.netwidth, "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3,
+            "samples_per_section": config.samples_per_section, "netdepth": config.netdepth, "netwidth": config.netwidth,
+            "shared_trunk": config.shared_trunk, "ms_per_step": seconds * 1e3,
             "rays_per_sec": args.N_rand / seconds, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         })
     name = device_label(device)

@@ -36,6 +36,12 @@ def make_batch(seed=1, n=N_RAYS) -> Batch:
     return Batch(rays, torch.rand(n, 3, generator=g), torch.rand(n, MODEL.n_sections, MODEL.samples_per_section, generator=g), n)
 
 
+def float64_batch(batch: Batch, **changed) -> Batch:
+    """The batch's rays, target and jitter in float64 (and any field given in ``changed``)."""
+    return dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
+                               jitter=batch.jitter.double(), **changed)
+
+
 def snapshot(state: TrainState):
     moments = {k: v.clone() for p in state.model.parameters() for k, v in state.optimizer.state.get(p, {}).items() if torch.is_tensor(v)}
     return {k: v.clone() for k, v in state.model.state_dict().items()}, moments
@@ -103,8 +109,7 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa,
     state.model.double()
     g = torch.Generator().manual_seed(5)
     cross = torch.cat((torch.rand(N_RAYS, CROSS_POINTS, 1, generator=g), torch.randn(N_RAYS, CROSS_POINTS, 3, generator=g)), -1).double()
-    batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
-                                jitter=batch.jitter.double(), cross=cross)
+    batch = float64_batch(batch, cross=cross)
     background = torch.ones(3, dtype=torch.float64)
     grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
     out = render_training(grad, state.model.sections, batch.rays, background, MODEL.samples_per_section, jitter=batch.jitter)
@@ -246,9 +251,7 @@ def test_a_step_with_colour_by_density_takes_autograds_gradients():
     the training render activated with κ (float64), and differ from those of the plain mean colour."""
     state = make_state(model=dataclasses.replace(MODEL, colour_by_density=0.5))
     state.model.double()
-    batch = make_batch()
-    batch = dataclasses.replace(batch, rays=Rays(*(x.double() for x in dataclasses.astuple(batch.rays))), target=batch.target.double(),
-                                jitter=batch.jitter.double())
+    batch = float64_batch(make_batch())
     background = torch.ones(3, dtype=torch.float64)
     grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
     params = [p for p in state.model.parameters() if p.requires_grad]
