@@ -108,6 +108,23 @@ def test_every_shipped_config_parses_and_passes_the_checks():
         assert config.run.expname and config.data.datadir, path
 
 
+
+def test_the_n32_recipe_is_the_n16_recipe_at_32_sections_of_one_sample():
+    """lego_fast_n32_m1.txt must follow lego_fast_n16_m2.txt in everything but its sections, or the two recipes'
+    figures (docs/QUALITY.md) stop comparing the section count alone."""
+    from pathlib import Path
+
+    def settings(name):
+        lines = (Path(__file__).resolve().parents[1] / "configs" / name).read_text().splitlines()
+        pairs = (line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+        return {key.strip(): value.strip() for key, value in pairs}
+
+    n16, n32 = settings("lego_fast_n16_m2.txt"), settings("lego_fast_n32_m1.txt")
+    differ = {key for key in n16.keys() | n32.keys() if n16.get(key) != n32.get(key)}
+    assert differ == {"expname", "n_sections", "samples_per_section"}
+    assert (n32["n_sections"], n32["samples_per_section"]) == ("32", "1")
+    assert int(n16["n_sections"]) * int(n16["samples_per_section"]) == 32, "the same samples a ray"
+
 @pytest.mark.parametrize("group, change, message", [
     ("model", {"activation": "gelu"}, "activation must be one of swish, relu, sine, tanh, softplus, requ, got 'gelu'"),
     ("model", {"encoding": "triplane"}, "encoding must be one of frequency, hashgrid, got 'triplane'"),
