@@ -336,6 +336,50 @@ def test_bench_quality_merges_seeds_of_separate_calls(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_bench_arms_scores_each_arm_against_the_first_and_resumes(tmp_path):
+    """Two arms of the smoke benchmark, one after another: each arm's JSON trains with its own flags only, the comparison's
+    differences are the arms' means less the baseline's, and a second call trains nothing again."""
+    args = ("scripts/bench_arms.py", "--workdir", str(tmp_path / "arms"), "--out", str(tmp_path / "cmp.json"), "--arm", "base=",
+            "--arm", "w32=--netwidth 32", "--smoke", "--seconds", "3", "--seeds", "0", "--commit", "abc")
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    comparison = json.loads((tmp_path / "cmp.json").read_text())
+    assert comparison["baseline"] == "base" and [a["name"] for a in comparison["arms"]] == ["base", "w32"]
+    reports = {name: json.loads((tmp_path / "arms" / f"{name}.json").read_text()) for name in ("base", "w32")}
+    assert reports["base"]["settings"]["train_args"] == [] and reports["w32"]["settings"]["train_args"] == ["--netwidth", "32"]
+    base, arm = (reports[n]["summary"]["test"]["16"]["psnr_mean"] for n in ("base", "w32"))
+    scores = [a["scores"]["test"]["16"] for a in comparison["arms"]]
+    assert scores[0]["psnr_delta"] == 0.0 and scores[1]["psnr_delta"] == pytest.approx(arm - base, abs=1e-9)
+    assert comparison["arms"][1]["trainings_at_once"] == 1 and comparison["arms"][1]["flags"] == ["--netwidth", "32"]
+    assert "| w32 | --netwidth 32 | 1 |" in proc.stdout and "not a benchmark figure" in proc.stdout
+    log = (tmp_path / "arms" / "w32" / "seed0_train.log").stat().st_mtime_ns
+    again = run(*args)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "arms" / "w32" / "seed0_train.log").stat().st_mtime_ns == log
+
+
+def test_bench_arms_at_once_reports_a_failed_arm_and_compares_the_rest(tmp_path):
+    proc = run("scripts/bench_arms.py", "--workdir", str(tmp_path / "arms"), "--out", str(tmp_path / "cmp.json"), "--arms_at_once",
+               "--arm", "base=", "--arm", "bad=--netwidth 0", "--smoke", "--seconds", "2", "--seeds", "0", "--commit", "abc")
+    assert proc.returncode == 1 and "bench_arms: arm bad failed (exit 1)" in proc.stderr and "Traceback" not in proc.stderr
+    comparison = json.loads((tmp_path / "cmp.json").read_text())
+    assert [a["name"] for a in comparison["arms"]] == ["base"] and comparison["arms"][0]["trainings_at_once"] == 2
+    assert "shared the device" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--arm", "base"), "--arm 'base': expected NAME=FLAGS"),
+    (("--arm", "a/b=--lrate 1"), "--arm 'a/b=--lrate 1': expected NAME=FLAGS"),
+    (("--arm", "a=", "--arm", "a=--lrate 1"), "--arm a: named twice"),
+    (("--arm", "a='--lrate"), "its flags do not parse"),
+    (("--arm", "a=", "--alongside", "2"), "--alongside is set per arm by bench_arms"),
+])
+def test_bench_arms_bad_arguments(tmp_path, args, message):
+    proc = run("scripts/bench_arms.py", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "c.json"), *args, "--smoke")
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "w").exists()
+
+
 def bench_quality_module():
     import importlib.util
 
