@@ -360,8 +360,11 @@ def test_bench_arms_scores_each_arm_against_the_first_and_resumes(tmp_path):
 
 def test_bench_arms_at_once_reports_a_failed_arm_and_compares_the_rest(tmp_path):
     proc = run("scripts/bench_arms.py", "--workdir", str(tmp_path / "arms"), "--out", str(tmp_path / "cmp.json"), "--arms_at_once",
-               "--arm", "base=", "--arm", "bad=--netwidth 0", "--smoke", "--seconds", "2", "--seeds", "0", "--commit", "abc")
+               "--arm", "base=", "--arm", "bad=--netwidth 0", "--smoke", "--seconds", "2", "--seeds", "0", "--commit", "abc",
+               "--", "--lrate", "5e-4")
     assert proc.returncode == 1 and "bench_arms: arm bad failed (exit 1)" in proc.stderr and "Traceback" not in proc.stderr
+    # Flags after -- go to every arm's training, before the arm's own.
+    assert json.loads((tmp_path / "arms" / "base.json").read_text())["settings"]["train_args"] == ["--lrate", "5e-4"]
     comparison = json.loads((tmp_path / "cmp.json").read_text())
     assert [a["name"] for a in comparison["arms"]] == ["base"] and comparison["arms"][0]["trainings_at_once"] == 2
     assert "shared the device" in proc.stdout
