@@ -158,7 +158,7 @@ class RunConfig:
     compile_mode: str = _help("torch.compile mode with compile; reduce-overhead replays the loss and its backward as CUDA graphs",
                               choices=COMPILE_MODES, default="default")
     i_print: int = _help("steps between console/TensorBoard scalars", minimum=1, default=100)
-    i_img: int = _help("steps between a validation render in TensorBoard", minimum=1, default=500)
+    i_img: int = _help("steps between a validation render in TensorBoard (0: never)", minimum=0, default=500)
     i_weights: int = _help("steps between checkpoints", minimum=1, default=10000)
     keep_checkpoints: int = _help("checkpoints kept: the latest K (0: all), besides every i_keep-th step's", minimum=0, default=5)
     i_keep: int = _help("steps between checkpoints that are kept for good, whatever keep_checkpoints says (0: none)", minimum=0, default=0)

@@ -39,9 +39,13 @@ SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": 
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
 SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
-            "precision", "compile", "trainings_at_once")
-# What a JSON written before a setting existed meant by it (unrefined: no refine_sections, which changes nothing then).
-SETTING_DEFAULTS = {"refine": [1], "refine_sections": None}
+            "precision", "compile", "trainings_at_once", "i_img")
+# What a JSON written before a setting existed meant by it (unrefined: no refine_sections, which changes nothing then; the
+# config's own TensorBoard validation renders, every 500 steps in every recipe, inside the budget).
+SETTING_DEFAULTS = {"refine": [1], "refine_sections": None, "i_img": None}
+# The trainings render no TensorBoard validation image (autoint-train's i_img; 0: never), as they render no videos or test
+# sets: on lego each cost 5-8% of a 400 s budget's steps (docs/QUALITY.md, fourteenth session).
+I_IMG = 0
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -154,10 +158,10 @@ def autoint(*args: str) -> List[str]:
 
 
 def train_command(args: argparse.Namespace, seed: int) -> List[str]:
-    """autoint-train for one seed: the config, the budget, no videos or test renders inside the budget, a fresh run."""
+    """autoint-train for one seed: the config, the budget, no videos, test or validation renders inside the budget, a fresh run."""
     return autoint("train", "--config", str(args.config_file), "--datadir", str(args.scene_dir), "--basedir", str(args.workdir),
                    "--expname", f"seed{seed}", "--seed", str(seed), "--max_train_seconds", f"{args.seconds:g}", "--n_iters", "1000000000",
-                   "--i_video", "0", "--i_testset", "0", "--quiet", "--no_reload", *args.train_args)
+                   "--i_video", "0", "--i_testset", "0", "--i_img", str(I_IMG), "--quiet", "--no_reload", *args.train_args)
 
 
 def eval_command(args: argparse.Namespace, seed: int, split: str) -> List[str]:
@@ -261,7 +265,7 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
             "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "refine": args.refine,
             "refine_sections": args.refine_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
-            "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside}
+            "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside, "i_img": I_IMG}
 
 
 def earlier_seeds(out: Path, settings: Dict, instead: str = "choose another --out") -> Dict[str, Dict]:

@@ -248,6 +248,8 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     report = json.loads(out.read_text())
     seeds = report["seeds"]
     assert list(seeds) == ["0", "1"] and report["commits"] == ["abc"] and report["settings"]["trainings_at_once"] == 1
+    assert report["settings"]["i_img"] == 0
+    assert dict(line.split(" = ", 1) for line in (work / "seed0" / "args.txt").read_text().splitlines())["i_img"] == "0"
     for entry in seeds.values():
         test = entry["splits"]["test"]
         assert entry["steps"] > 0 and test["n_views"] == 8
@@ -290,6 +292,9 @@ def test_bench_quality_pools_a_json_from_before_refine_existed(tmp_path):
     assert module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS}) == {"0": {"steps": 1}}
     with pytest.raises(SystemExit, match=r"other settings \(refine\)"):
         module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS, "refine": [1, 4]})
+    # Runs made since the benchmark turned TensorBoard's validation renders off trained more steps: they do not pool.
+    with pytest.raises(SystemExit, match=r"other settings \(i_img\)"):
+        module.earlier_seeds(tmp_path / "old.json", {**settings, **module.SETTING_DEFAULTS, "i_img": 0})
 
 
 def test_bench_quality_pools_configs_that_differ_only_in_comments(tmp_path):

@@ -36,6 +36,18 @@ def test_train_writes_the_run_folder(tmp_path, scene, capsys):
     assert payload["step"] == 6 and payload["config"]["netwidth"] == 16 and set(payload) >= {"model", "optimizer", "rng", "config"}
 
 
+
+@pytest.mark.parametrize("i_img, rendered", [(3, [3, 6]), (0, [])])
+def test_i_img_sets_the_validation_renders_and_zero_turns_them_off(tmp_path, scene, monkeypatch, i_img, rendered):
+    """i_img 0 is how a benchmark keeps TensorBoard's validation image out of its time budget."""
+    from autoint_cli.train.periodic import ViewRenders
+
+    steps = []
+    monkeypatch.setattr(ViewRenders, "validation", lambda self, writer, step: steps.append(step))
+    config = write_config(tmp_path, scene)
+    assert train_main(["--config", str(config), "--i_img", str(i_img), "--i_testset", "0", "--i_video", "0"]) == 0
+    assert steps == rendered
+
 def test_resume_continues_from_the_saved_step(tmp_path, scene, capsys, caplog):
     config = write_config(tmp_path, scene)
     assert train_main(["--config", str(config)]) == 0
