@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,13 +40,16 @@ SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": 
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
 SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
-            "precision", "compile", "trainings_at_once", "i_img")
+            "precision", "compile", "trainings_at_once", "i_img", "compile_cache")
 # What a JSON written before a setting existed meant by it (unrefined: no refine_sections, which changes nothing then; the
 # config's own TensorBoard validation renders, every 500 steps in every recipe, inside the budget).
-SETTING_DEFAULTS = {"refine": [1], "refine_sections": None, "i_img": None}
+SETTING_DEFAULTS = {"refine": [1], "refine_sections": None, "i_img": None, "compile_cache": None}
 # The trainings render no TensorBoard validation image (autoint-train's i_img; 0: never), as they render no videos or test
 # sets: on lego each cost 5-8% of a 400 s budget's steps (docs/QUALITY.md, fourteenth session).
 I_IMG = 0
+# Each training compiles into caches of its own, empty at its start: a seed trained after another on the same machine
+# would otherwise find the kernels compiled and start training about 25 s sooner (lego, fourteenth session).
+COMPILE_CACHE = "fresh per seed"
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -172,11 +176,19 @@ def eval_command(args: argparse.Namespace, seed: int, split: str) -> List[str]:
                    "--compile", str(args.compile and split == "test").lower(), "--out", str(args.workdir / f"seed{seed}_{split}.json"))
 
 
-def run_logged(command: List[str], log: Path) -> subprocess.Popen:
-    """``command`` started with its output in ``log``."""
+def run_logged(command: List[str], log: Path, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """``command`` started with its output in ``log``, with ``env`` added to the environment."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as handle:
-        return subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def fresh_compile_cache(folder: Path) -> Dict[str, str]:
+    """Environment that points torch.compile's and Triton's caches at ``folder``, emptied first."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {"TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"), "TRITON_CACHE_DIR": str(folder / "triton")}
 
 
 def wait_all(processes: Dict[str, subprocess.Popen], logs: Dict[str, Path]) -> None:
@@ -199,11 +211,14 @@ def train_seeds(args: argparse.Namespace, seeds: Sequence[int], commit: str) -> 
             for stale in args.workdir.glob(f"seed{seed}_*.json"):
                 stale.unlink()
         logs = {f"training seed {s}": args.workdir / f"seed{s}_train.log" for s in group}
+        caches = {s: args.workdir / f"seed{s}_compile_cache" for s in group}
+        envs = {s: fresh_compile_cache(caches[s]) for s in group}
         start = time.perf_counter()
-        processes = {name: run_logged(train_command(args, s), log) for (name, log), s in zip(logs.items(), group)}
+        processes = {name: run_logged(train_command(args, s), log, envs[s]) for (name, log), s in zip(logs.items(), group)}
         wait_all(processes, logs)
         for seed in group:
             write_json(args.workdir / f"seed{seed}_run.json", {"commit": commit, "wall_seconds": round(time.perf_counter() - start, 1)})
+            shutil.rmtree(caches[seed], ignore_errors=True)
 
 
 def write_json(path: Path, value: Union[Dict, List]) -> None:
@@ -265,7 +280,8 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
             "seconds": args.seconds, "train_args": args.train_args, "n_sections": args.n_sections, "refine": args.refine,
             "refine_sections": args.refine_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
-            "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside, "i_img": I_IMG}
+            "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside, "i_img": I_IMG,
+            "compile_cache": COMPILE_CACHE}
 
 
 def earlier_seeds(out: Path, settings: Dict, instead: str = "choose another --out") -> Dict[str, Dict]:

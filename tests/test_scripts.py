@@ -248,7 +248,7 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     report = json.loads(out.read_text())
     seeds = report["seeds"]
     assert list(seeds) == ["0", "1"] and report["commits"] == ["abc"] and report["settings"]["trainings_at_once"] == 1
-    assert report["settings"]["i_img"] == 0
+    assert report["settings"]["i_img"] == 0 and report["settings"]["compile_cache"] == "fresh per seed"
     assert dict(line.split(" = ", 1) for line in (work / "seed0" / "args.txt").read_text().splitlines())["i_img"] == "0"
     for entry in seeds.values():
         test = entry["splits"]["test"]
@@ -281,6 +281,41 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--datadir", str(scene), "--workdir", str(work), "--out", str(out),
                 "--refine", "1", "2")
     assert other.returncode == 1 and "holds runs with other settings (seconds)" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_bench_quality_trains_each_seed_with_empty_compile_caches_of_its_own(tmp_path, monkeypatch):
+    """A seed trained after another on one machine must not find its kernels compiled (about 25 s of a 400 s budget)."""
+    import argparse
+
+    module = bench_quality_module()
+    seen = {}
+
+    class Done:
+        returncode = 0
+
+        def wait(self):
+            return 0
+
+    def started(command, log, env=None):
+        seed = command[command.index("--seed") + 1]
+        seen[seed] = {key: sorted(p.name for p in Path(value).parent.iterdir()) for key, value in env.items()}
+        seen[seed]["paths"] = env
+        return Done()
+
+    stale = tmp_path / "seed1_compile_cache" / "inductor"
+    stale.mkdir(parents=True)
+    (stale / "kernel.py").write_text("compiled by an earlier training")
+    monkeypatch.setattr(module, "run_logged", started)
+    args = argparse.Namespace(at_once=False, workdir=tmp_path, config_file=Path("c.txt"), scene_dir=tmp_path, seconds=1.0, train_args=[])
+    module.train_seeds(args, [0, 1], "abc")
+    assert set(seen) == {"0", "1"}
+    for seed, found in seen.items():
+        paths = found["paths"]
+        assert set(paths) == {"TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"}
+        assert all(Path(p).parent == tmp_path / f"seed{seed}_compile_cache" for p in paths.values())
+        assert found["TORCHINDUCTOR_CACHE_DIR"] == [], "the cache starts empty"
+    assert not (tmp_path / "seed1_compile_cache").exists(), "and is removed once the seed has trained"
+    assert json.loads((tmp_path / "seed1_run.json").read_text())["commit"] == "abc"
 
 
 def test_bench_quality_pools_a_json_from_before_refine_existed(tmp_path):
