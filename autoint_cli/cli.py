@@ -37,6 +37,7 @@ from .config import (
 from .evaluate import evaluate, metrics_table, write_metrics
 from .render.media import DepthMaps, write_frames
 from .render.renderer import Renderer, render_settings
+from .render.skipping import Skipping
 from .render.views import depth_meaning, render_poses, split_poses
 from .runs.checkpoint import CheckpointError
 from .runs.loader import load_run
@@ -446,8 +447,9 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
             _check_output(out, folder=False)
             run = load_run(load.expdir, device, load.ckpt, load.testskip)
             base = render_settings(speed, run.config.run.precision, refine_sections=options.refine_sections)
+            skipping = Skipping(window=options.window_sections or None) if options.skip_empty else None
             metrics = evaluate(run, device, base, options.n_sections, options.quadrature_samples, options.split, load.max_views, dist,
-                               options.refine)
+                               options.refine, skipping)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics
             return 0
         written = write_metrics(metrics, out)

@@ -237,6 +237,12 @@ class ViewSpeedConfig(SpeedConfig):
 
 REFINE_HELP = ("R: a second pass of the integral renderer cuts the sections around each ray's surface (its section of most "
                "weight) in R each, with Phi at only their new posts (1: one pass)")
+# Skipping empty space and section windows (autoint_cli.render.skipping), as autoint-view and autoint-eval take them.
+SKIP_EMPTY_HELP = ("render at full size only where a 4x smaller first pass sees something, the background elsewhere (details "
+                   "smaller than 4 pixels can be missed)")
+WINDOW_SECTIONS_HELP = ("when skipping empty space, draw a pixel on only this many consecutive sections where the first pass's rays "
+                        "around it need no more (0: always all N)")
+WINDOW_SECTIONS = 4
 REFINE_SECTIONS_HELP = "how many sections around each ray's surface --refine cuts"
 
 
@@ -269,10 +275,8 @@ class ViewConfig:
     n_sections: Optional[int] = _help("N sections at start (default: as trained; a slider changes it)", minimum=1, default=None)
     max_height: Optional[int] = _help("the most lines a frame is drawn with, below the browser's view size (default: 800 with CUDA, "
                                       "64 on the CPU)", minimum=16, default=None)
-    skip_empty: bool = _help("at first, render at full size only where a 4x smaller first pass sees something, the background "
-                             "elsewhere (a checkbox on the page turns it off; details smaller than 4 pixels can be missed)", default=True)
-    window_sections: int = _help("when skipping empty space, draw a pixel on only this many consecutive sections where the first "
-                                 "pass's rays around it need no more (0: always all N)", minimum=0, default=4)
+    skip_empty: bool = _help(SKIP_EMPTY_HELP + " (a checkbox on the page turns it off)", default=True)
+    window_sections: int = _help(WINDOW_SECTIONS_HELP, minimum=0, default=WINDOW_SECTIONS)
     refine: int = _help(REFINE_HELP + "; a refined frame draws every pixel on all its sections (no --window_sections)", minimum=1,
                         default=1)
     refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=REFINE_SECTIONS)
@@ -287,6 +291,9 @@ class EvalConfig:
     refine: Tuple[int, ...] = _help(REFINE_HELP + "; several values score each N at each", minimum=1, default=(1,))
     refine_sections: int = _help(REFINE_SECTIONS_HELP, minimum=1, default=REFINE_SECTIONS)
     split: str = _help("the views to evaluate", choices=("test", "val", "train"), default="test")
+    skip_empty: bool = _help(SKIP_EMPTY_HELP + ", as autoint-view does, and score those frames (off: every pixel, exact)",
+                             default=False)
+    window_sections: int = _help(WINDOW_SECTIONS_HELP, minimum=0, default=WINDOW_SECTIONS)
     out: Optional[Path] = _help("metrics file (default: EXPDIR/metrics.json)", default=None)
 
 

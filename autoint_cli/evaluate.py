@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .render.renderer import Renderer, RenderSettings
+from .render.skipping import Skipping, SkippingRenderer
 from .render.views import render_poses, split_poses
 from .runs.loader import LoadedRun
 from .utils.atomic import staged_files
@@ -58,6 +59,7 @@ def evaluate(
     max_views: Optional[int] = None,
     dist: Distributed = SINGLE,
     refine: Sequence[int] = (1,),
+    skipping: Optional[Skipping] = None,
 ) -> Optional[Dict]:
     """Renders every view of ``split`` with the integral renderer at each N and each ``refine`` R (and the quadrature one
     at K) and scores it. R > 1 cuts ``base.refine_sections`` sections around each ray's surface in R each.
@@ -68,6 +70,8 @@ def evaluate(
     synchronisations (``ms_per_frame``); ``frames_per_sec`` is the whole
     split's rate, over all processes. Under several processes the views are
     shared out and rank 0 gets the metrics (the other ranks get None).
+    ``skipping``: every frame skips empty space as autoint-view's do (both
+    passes timed, the frames scored as they are); None: every pixel drawn.
     """
     poses = split_poses(run.scene, split)[:max_views]
     background = torch.tensor(run.scene.background, device=device)
@@ -77,7 +81,7 @@ def evaluate(
         settings.append(base.replace(renderer="quadrature", n_samples=quadrature_samples, refine=1))
     results: List[Dict] = []
     for setting in settings:
-        views = render_poses(run.scene, poses, Renderer(run.model, background, setting), dist=dist)
+        views = render_poses(run.scene, poses, frame_renderer(Renderer(run.model, background, setting), setting, skipping), dist=dist)
         if views is None:
             continue
         option = {"n_sections": setting.n_sections} if setting.renderer == "integral" else {"n_samples": setting.n_samples}
@@ -98,8 +102,18 @@ def evaluate(
         "torch": torch.__version__,
         "precision": base.precision,
         "processes": dist.world_size,
+        "skip_empty": skipping is not None,
+        "window_sections": skipping.window if skipping is not None else None,
         "results": results,
     }
+
+
+def frame_renderer(renderer: Renderer, setting: RenderSettings, skipping: Optional[Skipping]):
+    """What draws a view: the renderer itself, or with ``skipping`` the renderer skipping empty space (its rays in pieces of
+    two sizes when compiled or captured as CUDA graphs, which then meet two shapes only)."""
+    if skipping is None:
+        return renderer
+    return SkippingRenderer(renderer, skipping, pieces=setting.compile_mode is not None or setting.cuda_graphs)
 
 
 def label(result: Dict) -> str:
@@ -117,7 +131,8 @@ def metrics_table(metrics: Dict) -> str:
         "",
         f"{metrics['n_views']} {metrics['split']} views at {metrics['resolution'][1]}x{metrics['resolution'][0]}, "
         f"{metrics['device']}, torch {metrics['torch']}, {metrics['precision']} matrix products"
-        + (f", {metrics['processes']} processes" if metrics.get("processes", 1) > 1 else ""),
+        + (f", {metrics['processes']} processes" if metrics.get("processes", 1) > 1 else "")
+        + (f", empty space skipped (section windows of {metrics['window_sections'] or 'all N'})" if metrics.get("skip_empty") else ""),
         "",
         "| renderer | PSNR (dB) | ± std | SSIM | LPIPS | ms / frame | rays / s | frames / s (all) |",
         "|---|---|---|---|---|---|---|---|",

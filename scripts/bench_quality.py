@@ -40,10 +40,11 @@ SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": 
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
 SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
-            "precision", "compile", "trainings_at_once", "i_img", "compile_cache")
+            "precision", "compile", "trainings_at_once", "i_img", "compile_cache", "skip_empty", "window_sections")
 # What a JSON written before a setting existed meant by it (unrefined: no refine_sections, which changes nothing then; the
 # config's own TensorBoard validation renders, every 500 steps in every recipe, inside the budget).
-SETTING_DEFAULTS = {"refine": [1], "refine_sections": None, "i_img": None, "compile_cache": None}
+SETTING_DEFAULTS = {"refine": [1], "refine_sections": None, "i_img": None, "compile_cache": None, "skip_empty": False,
+                    "window_sections": None}
 # The trainings render no TensorBoard validation image (autoint-train's i_img; 0: never), as they render no videos or test
 # sets: on lego each cost 5-8% of a 400 s budget's steps (docs/QUALITY.md, fourteenth session).
 I_IMG = 0
@@ -72,6 +73,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), help="eval precision (default: bf16 with CUDA, else fp32)")
     parser.add_argument("--compile", type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
                         help="eval with torch.compile (default: with CUDA)")
+    parser.add_argument("--skip_empty", action="store_true",
+                        help="score frames that skip empty space, as autoint-view draws them (autoint-eval --skip_empty)")
+    parser.add_argument("--window_sections", type=int, default=4,
+                        help="with --skip_empty: autoint-eval's --window_sections (default 4; 0: all N)")
     parser.add_argument("--at_once", action="store_true",
                         help="train the seeds at the same time on one device (each gets a share of it: the JSON says so)")
     parser.add_argument("--alongside", type=int, default=0,
@@ -172,8 +177,13 @@ def eval_command(args: argparse.Namespace, seed: int, split: str) -> List[str]:
     skip = args.testskip if split == "test" else args.val_testskip
     return autoint("eval", "--expdir", str(args.workdir / f"seed{seed}"), "--split", split, "--testskip", str(skip),
                    "--n_sections", *map(str, args.n_sections), "--refine", *map(str, args.refine), "--refine_sections",
-                   str(args.refine_sections), "--quadrature_samples", "0", "--precision", args.precision,
+                   str(args.refine_sections), "--quadrature_samples", "0", "--precision", args.precision, *skip_args(args),
                    "--compile", str(args.compile and split == "test").lower(), "--out", str(args.workdir / f"seed{seed}_{split}.json"))
+
+
+def skip_args(args: argparse.Namespace) -> List[str]:
+    """autoint-eval's flags for skipping empty space, when asked for."""
+    return ["--skip_empty", "true", "--window_sections", str(args.window_sections)] if args.skip_empty else []
 
 
 def run_logged(command: List[str], log: Path, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
@@ -281,7 +291,7 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
             "refine_sections": args.refine_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
             "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside, "i_img": I_IMG,
-            "compile_cache": COMPILE_CACHE}
+            "compile_cache": COMPILE_CACHE, "skip_empty": args.skip_empty, "window_sections": args.window_sections if args.skip_empty else None}
 
 
 def earlier_seeds(out: Path, settings: Dict, instead: str = "choose another --out") -> Dict[str, Dict]:
@@ -376,6 +386,8 @@ def table(report: Dict) -> str:
         lines.append("  one seed: not a benchmark figure (a figure is a mean over at least two seeds)")
     if s["trainings_at_once"] > 1:
         lines.append(f"  {s['trainings_at_once']} trainings shared the device: not comparable with trainings run alone")
+    if s.get("skip_empty"):
+        lines.append(f"  frames skip empty space (section windows of {s['window_sections'] or 'all N'}), as autoint-view draws them")
     for split in s["splits"]:
         for n, v in summary[split].items():
             lines.append(f"  {split} N={n}: PSNR {v['psnr_mean']:.2f} ± {v['psnr_std']:.2f} dB, SSIM {v['ssim_mean']:.4f}, "

@@ -46,7 +46,8 @@ from autoint_cli.runs.loader import load_run
 from autoint_cli.scene.camera_path import vertical_fov
 from autoint_cli.scene.poses import spherical_pose
 from autoint_cli.utils.metrics import psnr
-from autoint_cli.viewer.frames import FrameRenderer, first_pass, viewer_from_c2w, viewer_intrinsics
+from autoint_cli.render.skipping import first_pass
+from autoint_cli.viewer.frames import FrameRenderer, viewer_from_c2w, viewer_intrinsics
 from autoint_cli.viewer.server import FrameLog, ViewerOptions, start_viewer
 
 from bench_common import bench_device, device_label

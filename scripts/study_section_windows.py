@@ -30,7 +30,8 @@ from autoint_cli.render.views import timed, view_rays
 from autoint_cli.runs.loader import load_run
 from autoint_cli.scene.camera_path import vertical_fov
 from autoint_cli.utils.metrics import psnr
-from autoint_cli.viewer.frames import first_pass, pixel_windows, render_skipping_empty, viewer_intrinsics
+from autoint_cli.render.skipping import first_pass, pixel_windows, render_skipping_empty
+from autoint_cli.viewer.frames import viewer_intrinsics
 
 
 def study_view(renderer: Renderer, rays, args) -> List[Dict]:

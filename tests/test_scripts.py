@@ -277,6 +277,15 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     assert third.returncode == 0, third.stderr
     rescored = json.loads((tmp_path / "third.json").read_text())["seeds"]["0"]["splits"]["test"]
     assert set(rescored) == {"n_views", "16", "16x3"} and (work / "seed0_train.log").stat().st_mtime_ns == log
+    # The same seed scored again on frames that skip empty space: no training, its own JSON, the eval flags recorded.
+    skipped = run("scripts/bench_quality.py", "--smoke", "--seconds", "3", "--seeds", "0", "--datadir", str(scene),
+                  "--workdir", str(work), "--out", str(tmp_path / "skip.json"), "--refine", "1", "3", "--skip_empty", "--window_sections", "2")
+    assert skipped.returncode == 0, skipped.stderr
+    report = json.loads((tmp_path / "skip.json").read_text())
+    assert report["settings"]["skip_empty"] is True and report["settings"]["window_sections"] == 2 and "skip empty space" in skipped.stdout
+    how = json.loads((work / "seed0_test_eval_args.json").read_text())
+    assert how[how.index("--skip_empty"):how.index("--skip_empty") + 4] == ["--skip_empty", "true", "--window_sections", "2"]
+    assert (work / "seed0_train.log").stat().st_mtime_ns == log
     # Other settings into the same JSON are refused in one line.
     other = run("scripts/bench_quality.py", "--smoke", "--seconds", "4", "--datadir", str(scene), "--workdir", str(work), "--out", str(out),
                 "--refine", "1", "2")

@@ -1,0 +1,65 @@
+"""autoint-eval's measurements: here, frames that skip empty space are scored as drawn."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import autoint_cli.render.skipping as skipping_module
+
+from autoint_cli.cli import eval_main
+from autoint_cli.render.renderer import Renderer, RenderSettings
+from autoint_cli.render.skipping import render_skipping_empty
+from autoint_cli.render.views import view_rays
+from autoint_cli.runs.loader import load_run
+from autoint_cli.utils.metrics import psnr
+
+CPU = torch.device("cpu")
+
+
+def test_eval_skipping_empty_space_scores_the_skipped_frames(tiny_run, tmp_path):
+    """--skip_empty: each view's PSNR is that of the frame render_skipping_empty draws (first pass, section windows of
+    --window_sections), which here differs from the plain frame, so a plain render scored instead would fail."""
+    _, run_dir = tiny_run
+    out = tmp_path / "m.json"
+    assert eval_main(["--expdir", str(run_dir), "--n_sections", "4", "--quadrature_samples", "0", "--skip_empty", "true",
+                      "--window_sections", "2", "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["skip_empty"] is True and metrics["window_sections"] == 2
+    run = load_run(run_dir, CPU)
+    renderer = Renderer(run.model, torch.tensor(run.scene.background), RenderSettings(n_sections=4))
+    differs = []
+    for view, scored in zip(run.scene.i_test, metrics["results"][0]["per_image"]):
+        rays = view_rays(run.scene, run.scene.c2w[view], CPU)
+        with torch.no_grad():
+            frame, plain = render_skipping_empty(renderer, rays, window=2), renderer.render(rays)
+        target = run.scene.images[view].numpy()
+        assert scored["psnr"] == pytest.approx(psnr(frame.rgb.float().numpy(), target), abs=1e-4)
+        differs.append(not torch.equal(frame.rgb, plain.rgb))
+    assert any(differs)
+    assert "empty space skipped (section windows of 2)" in out.with_suffix(".md").read_text()
+
+
+def test_eval_draws_every_view_through_the_skipping_path_when_asked(tiny_run, tmp_path, monkeypatch):
+    """The frames scored are those the skipping path returns (here: a blank one, which scores far from any trained frame),
+    drawn with the first pass's block, eagerly (no pieces on the CPU) and with the window asked for; without
+    --skip_empty it is never called."""
+    _, run_dir = tiny_run
+    calls = []
+    real = skipping_module.render_skipping_empty
+
+    def blank(renderer, rays, block=4, by="acc", pieces=False, window=None):
+        calls.append((block, by, pieces, window))
+        out = real(renderer, rays, block, by=by, pieces=pieces, window=window)
+        return replace(out, rgb=torch.zeros_like(out.rgb))
+
+    monkeypatch.setattr(skipping_module, "render_skipping_empty", blank)
+    out = tmp_path / "m.json"
+    argv = ["--expdir", str(run_dir), "--n_sections", "4", "--quadrature_samples", "0", "--out", str(out)]
+    assert eval_main(argv) == 0 and calls == []
+    assert eval_main(argv + ["--skip_empty", "true", "--window_sections", "3"]) == 0
+    run = load_run(run_dir, CPU)
+    assert calls == [(4, "acc", False, 3)] * (len(run.scene.i_test) + 1)  # each view, and the untimed warm-up
+    for view, scored in zip(run.scene.i_test, json.loads(out.read_text())["results"][0]["per_image"]):
+        target = run.scene.images[view].numpy()
+        assert scored["psnr"] == pytest.approx(psnr(0 * target, target), abs=1e-6)
