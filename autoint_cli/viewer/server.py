@@ -47,7 +47,7 @@ def save_camera_path(path: Path, keyframes: List[Keyframe], fps: float, seconds:
 @dataclass(frozen=True)
 class ViewerOptions:
     """How the viewer draws: the most lines, the preview's reduction while moving, how long still is "stopped", what it shows
-    first, whether empty space is skipped at first (:mod:`autoint_cli.viewer.frames`), the least time between two frames of a client
+    first, whether empty space is skipped at first (:mod:`autoint_cli.render.skipping`), the least time between two frames of a client
     and, when set, how often a still view is drawn again (while training, so that drawing takes little from the steps and the
     picture follows the weights)."""
 
