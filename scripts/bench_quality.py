@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,8 @@ I_IMG = 0
 # Each training compiles into caches of its own, empty at its start: a seed trained after another on the same machine
 # would otherwise find the kernels compiled and start training about 25 s sooner (lego, fourteenth session).
 COMPILE_CACHE = "fresh per seed"
+# autoint-train's report line without a progress bar (train/periodic.py, Reporter.report): the rate since the last report.
+REPORT_LINE = re.compile(r"step (\d+) loss \S+ psnr \S+ rays/s (\d+)")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -227,8 +230,21 @@ def train_seeds(args: argparse.Namespace, seeds: Sequence[int], commit: str) -> 
         processes = {name: run_logged(train_command(args, s), log, envs[s]) for (name, log), s in zip(logs.items(), group)}
         wait_all(processes, logs)
         for seed in group:
-            write_json(args.workdir / f"seed{seed}_run.json", {"commit": commit, "wall_seconds": round(time.perf_counter() - start, 1)})
+            pace = training_pace(args.workdir / f"seed{seed}_train.log", args.workdir / f"seed{seed}" / "args.txt")
+            write_json(args.workdir / f"seed{seed}_run.json", {"commit": commit, "wall_seconds": round(time.perf_counter() - start, 1), **pace})
             shutil.rmtree(caches[seed], ignore_errors=True)
+
+
+def training_pace(log: Path, resolved: Path) -> Dict:
+    """How fast a training went, from its log's report lines and its resolved settings (args.txt): the median rays a
+    second over the reports after the first (the machine's pace), and the seconds to the first report (compilation and
+    warm-up: its steps' rays at its rate); {} when the log has fewer than two reports or args.txt no N_rand."""
+    reports = [(int(step), float(rate)) for step, rate in REPORT_LINE.findall(log.read_text())] if log.is_file() else []
+    values = dict(line.split(" = ", 1) for line in resolved.read_text().splitlines() if " = " in line) if resolved.is_file() else {}
+    if len(reports) < 2 or "N_rand" not in values:
+        return {}
+    (first_step, first_rate), later = reports[0], [rate for _, rate in reports[1:]]
+    return {"rays_per_sec_median": float(np.median(later)), "first_report_seconds": round(first_step * int(values["N_rand"]) / first_rate, 2)}
 
 
 def write_json(path: Path, value: Union[Dict, List]) -> None:
@@ -382,6 +398,10 @@ def table(report: Dict) -> str:
     s, summary = report["settings"], report["summary"]
     lines = [f"{s['config']} for {s['seconds']:g} s, {summary['n_seeds']} seeds ({', '.join(report['seeds'])}), "
              f"{summary['steps_mean']:.0f} steps on average, {', '.join(report['devices'])}, commit {', '.join(report['commits'])}"]
+    paces = [e["rays_per_sec_median"] for e in report["seeds"].values() if "rays_per_sec_median" in e]
+    if paces:
+        firsts = ", ".join(f"{e['first_report_seconds']:.1f}" for e in report["seeds"].values() if "first_report_seconds" in e)
+        lines.append(f"  training pace: median {np.mean(paces):,.0f} rays/s; first report after {firsts} s (compile and warm-up)")
     if summary["n_seeds"] < 2:
         lines.append("  one seed: not a benchmark figure (a figure is a mean over at least two seeds)")
     if s["trainings_at_once"] > 1:

@@ -327,6 +327,31 @@ def test_bench_quality_trains_each_seed_with_empty_compile_caches_of_its_own(tmp
     assert json.loads((tmp_path / "seed1_run.json").read_text())["commit"] == "abc"
 
 
+def test_bench_quality_reads_the_training_pace_from_autoint_trains_own_report_lines(tmp_path, caplog):
+    """The report lines autoint-train logs without a progress bar, parsed back: the median rate after the first report (the
+    machine's pace) and the first report's seconds (compilation and warm-up), from its steps, N_rand and rate."""
+    import logging
+
+    from autoint_cli.train.periodic import Reporter
+
+    module = bench_quality_module()
+    reporter = Reporter(None, None, n_rays=1000, step=0)
+    with caplog.at_level(logging.INFO, logger="autoint_cli.train.periodic"):
+        for step in (100, 200, 300, 400):
+            reporter.report(step, 0.01, 1e-3)
+    log = tmp_path / "seed0_train.log"
+    log.write_text("".join(f"autoint-train: {r.getMessage()}\n" for r in caplog.records))
+    rates = [float(r.getMessage().rsplit(" ", 1)[1]) for r in caplog.records]
+    assert len(rates) == 4
+    (tmp_path / "args.txt").write_text("N_rand = 1000\nlrate = 0.001\n")
+    pace = module.training_pace(log, tmp_path / "args.txt")
+    assert pace["rays_per_sec_median"] == pytest.approx(np.median(rates[1:]))
+    assert pace["first_report_seconds"] == pytest.approx(100 * 1000 / rates[0], abs=0.01)
+    assert module.training_pace(log, tmp_path / "missing.txt") == {}
+    log.write_text(log.read_text().splitlines()[0] + "\n")
+    assert module.training_pace(log, tmp_path / "args.txt") == {}  # one report: no pace after it
+
+
 def test_bench_quality_pools_a_json_from_before_refine_existed(tmp_path):
     """A JSON whose settings predate --refine means R = 1 only: it pools with the defaults, not with other R values."""
     module = bench_quality_module()
@@ -410,10 +435,13 @@ def test_bench_arms_scores_each_arm_against_the_first_and_resumes(tmp_path):
 def test_bench_arms_at_once_reports_a_failed_arm_and_compares_the_rest(tmp_path):
     proc = run("scripts/bench_arms.py", "--workdir", str(tmp_path / "arms"), "--out", str(tmp_path / "cmp.json"), "--arms_at_once",
                "--arm", "base=", "--arm", "bad=--netwidth 0", "--smoke", "--seconds", "2", "--seeds", "0", "--commit", "abc",
-               "--", "--lrate", "5e-4")
+               "--", "--lrate", "5e-4", "--i_print", "2")
     assert proc.returncode == 1 and "bench_arms: arm bad failed (exit 1)" in proc.stderr and "Traceback" not in proc.stderr
     # Flags after -- go to every arm's training, before the arm's own.
-    assert json.loads((tmp_path / "arms" / "base.json").read_text())["settings"]["train_args"] == ["--lrate", "5e-4"]
+    base = json.loads((tmp_path / "arms" / "base.json").read_text())
+    assert base["settings"]["train_args"] == ["--lrate", "5e-4", "--i_print", "2"]
+    # The training's own report lines give its pace (here every 2 steps).
+    assert base["seeds"]["0"]["rays_per_sec_median"] > 0 and base["seeds"]["0"]["first_report_seconds"] > 0
     comparison = json.loads((tmp_path / "cmp.json").read_text())
     assert [a["name"] for a in comparison["arms"]] == ["base"] and comparison["arms"][0]["trainings_at_once"] == 2
     assert "shared the device" in proc.stdout
