@@ -81,7 +81,7 @@ def evaluate(
         settings.append(base.replace(renderer="quadrature", n_samples=quadrature_samples, refine=1))
     results: List[Dict] = []
     for setting in settings:
-        views = render_poses(run.scene, poses, frame_renderer(Renderer(run.model, background, setting), setting, skipping), dist=dist)
+        views = render_poses(run.scene, poses, frame_renderer(Renderer(run.model, background, setting), skipping), dist=dist)
         if views is None:
             continue
         option = {"n_sections": setting.n_sections} if setting.renderer == "integral" else {"n_samples": setting.n_samples}
@@ -108,12 +108,9 @@ def evaluate(
     }
 
 
-def frame_renderer(renderer: Renderer, setting: RenderSettings, skipping: Optional[Skipping]):
-    """What draws a view: the renderer itself, or with ``skipping`` the renderer skipping empty space (its rays in pieces of
-    two sizes when compiled or captured as CUDA graphs, which then meet two shapes only)."""
-    if skipping is None:
-        return renderer
-    return SkippingRenderer(renderer, skipping, pieces=setting.compile_mode is not None or setting.cuda_graphs)
+def frame_renderer(renderer: Renderer, skipping: Optional[Skipping]):
+    """What draws a view: the renderer itself, or with ``skipping`` the renderer skipping empty space."""
+    return renderer if skipping is None else SkippingRenderer(renderer, skipping)
 
 
 def label(result: Dict) -> str:

@@ -78,8 +78,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="eval with torch.compile (default: with CUDA)")
     parser.add_argument("--skip_empty", action="store_true",
                         help="score frames that skip empty space, as autoint-view draws them (autoint-eval --skip_empty)")
-    parser.add_argument("--window_sections", type=int, default=4,
-                        help="with --skip_empty: autoint-eval's --window_sections (default 4; 0: all N)")
+    parser.add_argument("--window_sections", type=int,
+                        help="with --skip_empty: autoint-eval's --window_sections (default: autoint-eval's; 0: all N)")
     parser.add_argument("--at_once", action="store_true",
                         help="train the seeds at the same time on one device (each gets a share of it: the JSON says so)")
     parser.add_argument("--alongside", type=int, default=0,
@@ -114,6 +114,10 @@ def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         from autoint_cli.volume.rendering import REFINE_SECTIONS  # torch, only once there is something to run
 
         args.refine_sections = REFINE_SECTIONS
+    if args.window_sections is None:
+        from autoint_cli.config import WINDOW_SECTIONS
+
+        args.window_sections = WINDOW_SECTIONS
     cuda = cuda_available()
     args.precision = args.precision or ("bf16" if cuda else "fp32")
     args.compile = cuda if args.compile is None else args.compile
@@ -240,11 +244,11 @@ def training_pace(log: Path, resolved: Path) -> Dict:
     second over the reports after the first (the machine's pace), and the seconds to the first report (compilation and
     warm-up: its steps' rays at its rate); {} when the log has fewer than two reports or args.txt no N_rand."""
     reports = [(int(step), float(rate)) for step, rate in REPORT_LINE.findall(log.read_text())] if log.is_file() else []
-    values = dict(line.split(" = ", 1) for line in resolved.read_text().splitlines() if " = " in line) if resolved.is_file() else {}
-    if len(reports) < 2 or "N_rand" not in values:
+    n_rand = config_value(resolved, "N_rand") if resolved.is_file() else None
+    if len(reports) < 2 or n_rand is None:
         return {}
     (first_step, first_rate), later = reports[0], [rate for _, rate in reports[1:]]
-    return {"rays_per_sec_median": float(np.median(later)), "first_report_seconds": round(first_step * int(values["N_rand"]) / first_rate, 2)}
+    return {"rays_per_sec_median": float(np.median(later)), "first_report_seconds": round(first_step * int(n_rand) / first_rate, 2)}
 
 
 def write_json(path: Path, value: Union[Dict, List]) -> None:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..volume.rays import Rays
 from ..volume.rendering import RenderOutput
 from .chunks import join_outputs, output_parts, render_chunks
-from .renderer import Renderer
+from .renderer import Renderer, RenderSettings
 
 # Accumulated opacity below which the first pass calls a block empty: one level of an 8-bit image.
 EMPTY_BELOW = 1.0 / 255.0
@@ -89,6 +89,12 @@ def pixel_windows(weights: torch.Tensor, shape: Tuple[int, int], block: int, kep
     last = F.max_pool2d(last.float()[None], 3, stride=1, padding=1)[0]
     start = first.clamp(max=weights.shape[-1] - kept).long()
     return _spread(start, shape, block), _spread(last - first + 1 <= kept, shape, block)
+
+
+def takes_pieces(settings: RenderSettings) -> bool:
+    """Whether a renderer with these settings must get rays in pieces of two sizes (:func:`render_in_pieces`): a compiled or
+    CUDA-graph one, so that it compiles and captures once per size."""
+    return settings.compile_mode is not None or settings.cuda_graphs
 
 
 def render_in_pieces(renderer: Renderer, rays: Rays, first: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
@@ -180,10 +186,10 @@ class Skipping:
 
 class SkippingRenderer:
     """A :class:`~autoint_cli.render.renderer.Renderer` whose ``render(rays [H, W])`` skips empty space
-    (:func:`render_skipping_empty`); ``pieces`` for a compiled or CUDA-graph renderer (:func:`render_in_pieces`)."""
+    (:func:`render_skipping_empty`), in pieces when the renderer's settings need them (:func:`takes_pieces`)."""
 
-    def __init__(self, renderer: Renderer, skipping: Skipping, pieces: bool):
-        self.renderer, self.skipping, self.pieces = renderer, skipping, pieces
+    def __init__(self, renderer: Renderer, skipping: Skipping):
+        self.renderer, self.skipping, self.pieces = renderer, skipping, takes_pieces(renderer.settings)
 
     @property
     def device(self) -> torch.device:

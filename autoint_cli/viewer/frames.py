@@ -83,8 +83,7 @@ class FrameRenderer:
         enough (see :func:`render_skipping_empty`)."""
         self.run, self.settings, self.device, self.skip_block, self.window = run, settings, device, skip_block, window
         self.background = torch.tensor(run.scene.background, device=device)
-        # Compiled and CUDA-graph renderers get rays in pieces of two sizes only: one compilation and capture each.
-        self.pieces = settings.compile_mode is not None or settings.cuda_graphs
+        self.pieces = skipping.takes_pieces(settings)
         self.warm_in_background = warm_in_background and self.pieces
         self._renderers: Dict[Tuple[int, str], Renderer] = {}
         self._stand_ins: Dict[Tuple[int, str], Renderer] = {}
