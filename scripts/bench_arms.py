@@ -35,8 +35,9 @@ PER_ARM = ("--out", "--workdir", "--alongside", "--merge")
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
-    """This script's own flags, and the rest (for bench_quality, as given)."""
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """This script's own flags; the rest, for bench_quality as given, in ``shared`` (its own flags) and ``train`` (those
+    after ``--``, for every arm's training)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,9 +46,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--workdir", type=Path, required=True, help="each arm's runs and JSON go under it")
     parser.add_argument("--out", type=Path, required=True, help="the comparison JSON to write")
     parser.add_argument("--arms_at_once", action="store_true", help="train the arms at the same time on one device")
-    args, rest = parser.parse_known_args(argv[:cut])
-    rest += argv[cut:]
-    clash = [flag for flag in PER_ARM if flag in rest[:rest.index("--") if "--" in rest else len(rest)]]
+    args, args.shared = parser.parse_known_args(argv[:cut])
+    args.train = argv[cut + 1:]
+    clash = [flag for flag in PER_ARM if flag in args.shared]
     if clash:
         parser.error(f"{clash[0]} is set per arm by bench_arms; give --workdir and --out of the comparison instead")
     args.arms = [parse_arm(parser, text) for text in args.arm]
@@ -56,7 +57,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         parser.error(f"--arm {twice[0]}: named twice")
-    return args, rest
+    return args
 
 
 def parse_arm(parser: argparse.ArgumentParser, text: str) -> Tuple[str, List[str]]:
@@ -70,17 +71,16 @@ def parse_arm(parser: argparse.ArgumentParser, text: str) -> Tuple[str, List[str
         parser.error(f"--arm {text!r}: its flags do not parse ({err})")
 
 
-def arm_command(args: argparse.Namespace, rest: List[str], name: str, flags: List[str]) -> List[str]:
+def arm_command(args: argparse.Namespace, name: str, flags: List[str]) -> List[str]:
     """bench_quality for one arm: the shared flags, its own workdir and JSON, and its flags after the shared training flags."""
-    shared, train = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
     alongside = len(args.arms) - 1 if args.arms_at_once else 0
-    return [sys.executable, str(BENCH_QUALITY), *shared, "--workdir", str(args.workdir / name), "--out", str(args.workdir / f"{name}.json"),
-            "--alongside", str(alongside), "--", *train, *flags]
+    return [sys.executable, str(BENCH_QUALITY), *args.shared, "--workdir", str(args.workdir / name), "--out", str(args.workdir / f"{name}.json"),
+            "--alongside", str(alongside), "--", *args.train, *flags]
 
 
-def run_arms(args: argparse.Namespace, rest: List[str]) -> List[str]:
+def run_arms(args: argparse.Namespace) -> List[str]:
     """Runs every arm's benchmark (in turn, or all at once); returns the names of those that failed, each told in one line."""
-    commands = {name: arm_command(args, rest, name, flags) for name, flags in args.arms}
+    commands = {name: arm_command(args, name, flags) for name, flags in args.arms}
     groups = [list(commands)] if args.arms_at_once else [[name] for name in commands]
     failed = []
     for group in groups:
@@ -136,8 +136,8 @@ def table(comparison: Dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args, rest = parse_args(argv)
-    failed = run_arms(args, rest)
+    args = parse_args(argv)
+    failed = run_arms(args)
     done = [name for name, _ in args.arms if name not in failed]
     if not done or done[0] != args.arms[0][0]:
         print("bench_arms: the baseline did not finish: nothing to compare", file=sys.stderr)
