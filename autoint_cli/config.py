@@ -144,6 +144,10 @@ class RunConfig:
     strata_loss: float = _help("weight of the squared error of a second render of each training ray from the same samples, each "
                                "standing for its own stratum (N x samples_per_section sections): the field is fitted for sections "
                                "cut finer than the sampler's, as an unseen ray's may need", minimum=0, default=0.0)
+    sampler_fit: float = _help("weight of a penalty on the sampler's posts lying away from those that would give each section an "
+                               "equal share of the ray's weight (a quarter of it spread evenly along the ray): the sampler learns "
+                               "where the field's surfaces are from an objective of its own, not only through the colour error, "
+                               "so that few sections fall on them; needs use_sampler", minimum=0, default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)
@@ -341,6 +345,8 @@ def check_train_config(config: TrainConfig) -> None:
         raise ConfigError(f"lrate_decay must be positive, got {r.lrate_decay}")
     if not r.adam_eps > 0:
         raise ConfigError(f"adam_eps must be positive, got {r.adam_eps}")
+    if r.sampler_fit > 0 and not m.use_sampler:
+        raise ConfigError(f"sampler_fit {r.sampler_fit:g} needs use_sampler = True (uniform sections have no posts to fit)")
     if m.skip >= m.netdepth:
         raise ConfigError(f"skip must be below netdepth ({m.netdepth}), got {m.skip}")
     if m.bound < 0:

@@ -143,3 +143,14 @@ def test_check_train_config_reads_choices_and_minimums_from_the_fields(group, ch
     with pytest.raises(ConfigError) as error:
         check_train_config(TrainConfig(**parts))
     assert str(error.value) == message
+
+
+def test_sampler_fit_needs_the_sampler():
+    """sampler_fit fits the sampler's posts: with uniform sections there are none, and the config is refused in one line."""
+    from autoint_cli.config import ConfigError, ModelConfig, RunConfig, TrainConfig, check_train_config
+
+    data = DataConfig(datadir="d")
+    check_train_config(TrainConfig(data, ModelConfig(), RunConfig(expname="x", sampler_fit=1e-3)))
+    with pytest.raises(ConfigError) as error:
+        check_train_config(TrainConfig(data, ModelConfig(use_sampler=False), RunConfig(expname="x", sampler_fit=1e-3)))
+    assert str(error.value) == "sampler_fit 0.001 needs use_sampler = True (uniform sections have no posts to fit)"

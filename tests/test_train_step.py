@@ -11,11 +11,11 @@ from autoint_cli.autoint import HashGrid
 from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import RadianceField, SceneModel
 from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainStep, save_state, setup_state
-from autoint_cli.train.step import CROSS_POINTS
+from autoint_cli.train.step import CROSS_POINTS, SAMPLER_FIT_FLOOR
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import (colour_variation, density_disagreement, negative_density, render_strata, render_training,
-                                          weight_distortion)
+from autoint_cli.volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_strata,
+                                          render_training, weight_distortion)
 
 from helpers import free_port
 
@@ -99,12 +99,13 @@ def test_sub_batches_give_the_whole_batch_step():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
-@pytest.mark.parametrize("lam, mu, nu, kappa, beta", [(0.3, 0, 0, 0, 0), (0, 0.02, 0, 0, 0), (0, 0, 0.05, 0, 0), (0, 0, 0, 0.1, 0),
-                                                     (0, 0, 0, 0, 0.7), (0.3, 0.02, 0.05, 0.1, 0.7)])
-def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa, beta):
+@pytest.mark.parametrize("lam, mu, nu, kappa, beta, gamma", [(0.3, 0, 0, 0, 0, 0), (0, 0.02, 0, 0, 0, 0), (0, 0, 0.05, 0, 0, 0),
+                                                            (0, 0, 0, 0.1, 0, 0), (0, 0, 0, 0, 0.7, 0), (0, 0, 0, 0, 0, 0.4),
+                                                            (0.3, 0.02, 0.05, 0.1, 0.7, 0.4)])
+def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa, beta, gamma):
     """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D + ν · mean Δ
-    + κ · mean Ω + β · the strata render's mean squared error, Ω on posts held fixed (autograd on one pass, float64); the
-    loss reported stays the squared error."""
+    + κ · mean Ω + β · the strata render's mean squared error + γ · mean P, Ω on posts held fixed and P's targets from
+    weights held fixed (autograd on one pass, float64); the loss reported stays the squared error."""
     state, batch = make_state(), make_batch()
     state.model.double()
     g = torch.Generator().manual_seed(5)
@@ -122,8 +123,9 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa,
     objective = objective + kappa * weight_distortion(out.weights, out.posts.detach(), batch.rays.near, batch.rays.far).mean()
     fine = render_strata(out, batch.rays.directions.norm(dim=-1, keepdim=True), background)
     objective = objective + beta * torch.mean((fine.rgb - batch.target) ** 2)
+    objective = objective + gamma * post_misfit(out.weights, out.posts, SAMPLER_FIT_FLOOR).mean()
     expected = torch.autograd.grad(objective, params, retain_graph=True)
-    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa, beta))
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa, beta, gamma))
     loss = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.

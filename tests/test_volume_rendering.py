@@ -10,10 +10,10 @@ from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, refined_window,
-                                          render_integral, render_quadrature, render_refined, render_strata, render_training,
+from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, post_misfit,
+                                          refined_window, render_integral, render_quadrature, render_refined, render_strata, render_training,
                                           weight_distortion)
-from autoint_cli.volume.sampling import Sections, shift_posts, strata, uniform_sections
+from autoint_cli.volume.sampling import Sections, sections_from_lengths, shift_posts, strata, uniform_sections, weight_quantile_posts
 
 F64 = torch.float64
 
@@ -461,3 +461,44 @@ def test_colour_by_density_keeps_empty_space_out_of_a_surface_sections_colour():
     (sigmoid(0.5) against the 0.12 that 64 bins give); weighted by density (κ = 1) it stays within 0.02 of the fine render."""
     assert surface_section_error(0.0) > 0.4
     assert surface_section_error(1.0) < 0.02
+
+
+def test_post_misfit_by_hand_and_only_the_inner_posts_get_its_gradient():
+    """P = Σ_inner ((p − q)/span)², q the weight's quantile posts; ∂P/∂p_j = 2 (p_j − q_j)/span² inside, 0 at the ends, and
+    none to the weights (float64)."""
+    g = torch.Generator().manual_seed(4)
+    posts = torch.sort(torch.rand(3, 8, generator=g, dtype=F64) * 5 + 1, -1).values.requires_grad_()
+    weights = torch.rand(3, 7, generator=g, dtype=F64).requires_grad_()
+    target = weight_quantile_posts(Sections(posts.detach()), weights.detach(), 0.25).posts
+    span = posts.detach()[:, -1:] - posts.detach()[:, :1]
+    misfit = post_misfit(weights, posts, 0.25)
+    torch.testing.assert_close(misfit, (((posts.detach() - target) / span)[:, 1:-1] ** 2).sum(-1), rtol=1e-12, atol=0)
+    misfit.sum().backward()
+    expected = 2 * (posts.detach() - target) / span ** 2
+    expected[:, [0, -1]] = 0
+    torch.testing.assert_close(posts.grad, expected, rtol=1e-12, atol=1e-15)
+    assert weights.grad is None
+
+
+def test_post_misfit_alone_gathers_a_samplers_sections_on_a_surface():
+    """Free section lengths fitted by Adam to post_misfit of the weights that a slab of density (σ = 200 on [0.6, 0.65] of
+    [0, 1]) gives their own sections, drawn again each step: from 2 of 16 sections on the slab, most of them gather on it."""
+    near, far = torch.zeros(1, 1, dtype=F64), torch.ones(1, 1, dtype=F64)
+    raw = torch.zeros(1, 16, dtype=F64, requires_grad=True)
+    optimizer = torch.optim.Adam([raw], lr=3e-3)
+
+    def on_slab(posts):
+        overlap = (posts[..., 1:].clamp(0.6, 0.65) - posts[..., :-1].clamp(0.6, 0.65))
+        return overlap / (posts[..., 1:] - posts[..., :-1])  # each section's share of its length on the slab
+
+    start = sections_from_lengths(raw, near, far)
+    assert (on_slab(start.posts) > 0.5).sum() <= 2
+    for _ in range(400):
+        sections = sections_from_lengths(raw, near, far)
+        sigma = 200 * on_slab(sections.posts)
+        out = composite(sigma, torch.zeros(1, 16, 3, dtype=F64), sections, torch.ones(1, 1, dtype=F64), torch.ones(3, dtype=F64))
+        optimizer.zero_grad()
+        post_misfit(out.weights, sections.posts, 0.25).sum().backward()
+        optimizer.step()
+    inside = (on_slab(sections_from_lengths(raw, near, far).posts) > 0.5).sum().item()
+    assert inside >= 8, inside

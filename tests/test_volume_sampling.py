@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from autoint_cli.volume.sampling import (Sections, merge_order, prefix_sum, resample_sections, sections_from_lengths, shift_posts, split_window,
-                                        strata, stratified_samples, uniform_sections)
+                                        strata, stratified_samples, uniform_sections, weight_quantile_posts)
 
 
 def bounds(n=6):
@@ -135,3 +135,55 @@ def test_merge_order_sorts_the_posts_and_the_window(kept, splits):
     assert order.shape == both.shape
     torch.testing.assert_close(both.gather(-1, order), both.sort(-1).values, rtol=0, atol=0)
     assert (order.sort(-1).values == torch.arange(both.shape[-1])).all()
+
+
+def _mixed_cdf(posts, weights, floor, t):
+    """F(t) of weight_quantile_posts' density, section by section in a loop (float64): the reference."""
+    span = posts[-1] - posts[0]
+    total = sum(weights)
+    value = 0.0
+    for k in range(len(weights)):
+        length = posts[k + 1] - posts[k]
+        share = weights[k] / total if total > 0 else length / span
+        mass = (1 - floor) * share + floor * length / span
+        inside = min(max(t - posts[k], 0.0), length)
+        value += mass * inside / length
+    return value
+
+
+@pytest.mark.parametrize("floor", [0.05, 0.25, 1.0])
+def test_weight_quantile_posts_cut_the_mixed_weight_into_equal_shares(floor):
+    """F(q_j) = j/N for every target post, F the weight spread evenly in its section mixed with α of a uniform density
+    (a loop, float64, random rays); the end posts are kept and the posts increase."""
+    g = torch.Generator().manual_seed(3)
+    n = 9
+    posts = torch.sort(torch.rand(5, n + 1, generator=g, dtype=torch.float64) * 4 + 2, -1).values
+    weights = torch.rand(5, n, generator=g, dtype=torch.float64) ** 4  # uneven, as a surface makes them
+    weights[1] = 0.0
+    weights[2, :] = 0.0
+    weights[2, 6] = 0.7  # all of one ray's weight in one section
+    target = weight_quantile_posts(Sections(posts), weights, floor).posts
+    assert target.shape == posts.shape
+    torch.testing.assert_close(target[:, [0, -1]], posts[:, [0, -1]], rtol=0, atol=0)
+    assert (target.diff(dim=-1) > 0).all()
+    for r in range(5):
+        reached = torch.tensor([_mixed_cdf(posts[r].tolist(), weights[r].tolist(), floor, t) for t in target[r].tolist()], dtype=torch.float64)
+        torch.testing.assert_close(reached, torch.arange(n + 1, dtype=torch.float64) / n, rtol=0, atol=1e-12)
+
+
+def test_weight_quantile_posts_of_no_weight_or_all_floor_are_equal_sections():
+    """A ray with no weight, or α = 1, gets N equal sections between its ends."""
+    posts = torch.tensor([[0.0, 0.5, 2.0, 2.2, 4.0]], dtype=torch.float64)
+    expected = torch.linspace(0, 4, 5, dtype=torch.float64)[None]
+    torch.testing.assert_close(weight_quantile_posts(Sections(posts), torch.zeros(1, 4, dtype=torch.float64), 0.25).posts, expected)
+    torch.testing.assert_close(weight_quantile_posts(Sections(posts), torch.rand(1, 4, dtype=torch.float64), 1.0).posts, expected)
+
+
+def test_weight_quantile_posts_gather_on_a_surface():
+    """All the weight in one of 32 equal sections: with α = 0.25 about three quarters of the sections fall inside it."""
+    posts = torch.linspace(0.0, 1.0, 33, dtype=torch.float64)[None]
+    weights = torch.zeros(1, 32, dtype=torch.float64)
+    weights[0, 20] = 1.0
+    target = weight_quantile_posts(Sections(posts), weights, 0.25).posts[0]
+    inside = ((target > posts[0, 20]) & (target < posts[0, 21])).sum().item()
+    assert 23 <= inside <= 25  # 0.75 + 0.25/32 of the mass there: 24.25 of the 32 shares

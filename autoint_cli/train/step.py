@@ -21,7 +21,8 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import colour_variation, density_disagreement, negative_density, render_strata, render_training, weight_distortion
+from ..volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_strata, render_training,
+                                weight_distortion)
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -168,6 +169,8 @@ class Penalties:
         distortion: κ of the mean :func:`~autoint_cli.volume.rendering.weight_distortion` of the rays.
         strata_loss: β of the squared error of :func:`~autoint_cli.volume.rendering.render_strata` (the same samples
             composited on N·M sections), per colour channel as the main error is.
+        sampler_fit: γ of the mean :func:`~autoint_cli.volume.rendering.post_misfit` of the rays (floor
+            :data:`SAMPLER_FIT_FLOOR`), which reaches the sampling network only.
     """
 
     smooth_rgb: float = 0.0
@@ -175,6 +178,12 @@ class Penalties:
     sigma_consistency: float = 0.0
     distortion: float = 0.0
     strata_loss: float = 0.0
+    sampler_fit: float = 0.0
+
+
+# The share of sampler_fit's target that is spread evenly along the ray: with N = 32 sections a quarter of them (8) stay
+# spread over the empty stretches, where a surface the field has not found yet may be, and the rest gather on the weight.
+SAMPLER_FIT_FLOOR = 0.25
 
 
 class TrainingLoss(nn.Module):
@@ -183,12 +192,12 @@ class TrainingLoss(nn.Module):
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω + β E))
+    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω + β E + γ P))
     over the sub-batch: [] each, V the :func:`colour_variation`, D the
     :func:`negative_density`, Δ the :func:`density_disagreement`, Ω the
-    :func:`weight_distortion` of each ray and E its mean squared error over the colour channels
-    rendered on the strata (:func:`render_strata`), λ, μ, ν, κ and β the :class:`Penalties`
-    (a term of weight 0 is not computed).
+    :func:`weight_distortion` of each ray, E its mean squared error over the colour channels
+    rendered on the strata (:func:`render_strata`) and P its :func:`post_misfit`, λ, μ, ν, κ, β
+    and γ the :class:`Penalties` (a term of weight 0 is not computed).
     """
 
     def __init__(self, model: SceneModel, penalties: Penalties = Penalties()):
@@ -217,6 +226,8 @@ class TrainingLoss(nn.Module):
         if self.penalties.strata_loss > 0:
             fine = render_strata(out, directions.norm(dim=-1, keepdim=True), background, kappa)
             penalty = penalty + self.penalties.strata_loss * torch.sum((fine.rgb - target) ** 2) / 3
+        if self.penalties.sampler_fit > 0:
+            penalty = penalty + self.penalties.sampler_fit * post_misfit(out.weights, out.posts, SAMPLER_FIT_FLOOR).sum()
         return squared, penalty
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .rays import Rays
 from .sampling import (Sections, merge_order, prefix_sum, resample_sections, shift_posts, split_window, strata, stratified_samples,
-                       uniform_sections)
+                       uniform_sections, weight_quantile_posts)
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,30 @@ def weight_distortion(weights: Tensor, posts: Tensor, near: Tensor, far: Tensor)
     weighted_before = prefix_sum(weighted) - weighted  # Σ_{j<i} w_j m_j
     across = 2.0 * (weights * (mid * before - weighted_before)).sum(-1)
     return across + (weights ** 2 * length).sum(-1) / 3.0
+
+
+def post_misfit(weights: Tensor, posts: Tensor, floor: float) -> Tensor:
+    """How far a ray's inner posts lie from those that would give its sections equal shares of its weight.
+
+        E = Σ_{j=1}^{N−1} ((p_j − sg(q_j)) / (p_N − p_0))²,   q = weight_quantile_posts(p, w, α)
+
+    with sg(·) stopping the gradient: E moves the posts (the sampler) towards
+    the weight the field puts on the ray now, and nothing else; each step the
+    targets are drawn again from the new weights. α (``floor``) keeps a share
+    of the sections spread along the whole ray, where the weight may be wrong.
+
+    Args:
+        weights: [*rays, N] the sections' compositing weights (not differentiated).
+        posts: [*rays, N + 1] increasing, in t.
+        floor: α in (0, 1].
+
+    Returns:
+        [*rays].
+    """
+    posts = posts.to(torch.promote_types(posts.dtype, torch.float32))
+    target = weight_quantile_posts(Sections(posts.detach()), weights.detach().to(posts.dtype), floor).posts
+    span = posts[..., -1:] - posts[..., :1]
+    return (((posts - target) / span.detach())[..., 1:-1] ** 2).sum(-1)
 
 
 def window_sections(sections: Sections, first: Tensor, kept: int) -> Sections:

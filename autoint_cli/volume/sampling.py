@@ -83,6 +83,44 @@ def sections_from_lengths(raw: Tensor, near: Tensor, far: Tensor, min_fraction: 
     return Sections(torch.cat((posts[..., :-1], far), -1))
 
 
+def weight_quantile_posts(sections: Sections, weights: Tensor, floor: float) -> Sections:
+    """The posts that would give each section an equal share of the ray's weight, floored by a uniform share of its length.
+
+        f(t) = (1 − α) w_k / (W ℓ_k) + α / (p_N − p_0)   for t in section k,   W = Σ_j w_j,
+        q_j = F⁻¹(j / N),   j = 0 … N,   F(t) = ∫_{p_0}^t f,
+
+    the weight w_k spread evenly over its section ℓ_k and mixed with a uniform
+    density of mass α, so that empty stretches keep some sections (a ray with
+    no weight gets equal sections). Within a section F is linear, so q_j is
+    found by interpolation: q_j = p_k + ℓ_k (j/N − F(p_k)) / m_k for the
+    section k whose mass m_k = F(p_{k+1}) − F(p_k) holds j/N.
+
+    Args:
+        sections: posts [*rays, N + 1], increasing.
+        weights: [*rays, N] the sections' weights, ≥ 0.
+        floor: α in (0, 1].
+
+    Returns:
+        posts [*rays, N + 1] with q_0 = p_0 and q_N = p_N.
+    """
+    posts, lengths = sections.posts, sections.lengths
+    n = lengths.shape[-1]
+    span = posts[..., -1:] - posts[..., :1]
+    weights = weights.clamp_min(0)
+    total = weights.sum(-1, keepdim=True)
+    share = torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), lengths / span)
+    mass = (1 - floor) * share + floor * lengths / span
+    mass = mass / mass.sum(-1, keepdim=True)
+    cdf = torch.cat((torch.zeros_like(mass[..., :1]), prefix_sum(mass)[..., :-1]), -1)  # F(p_k), k = 0 … N − 1
+    levels = torch.arange(1, n, device=posts.device, dtype=mass.dtype) / n
+    levels = levels.expand(*mass.shape[:-1], n - 1).contiguous()
+    k = (torch.searchsorted(cdf.contiguous(), levels, right=True) - 1).clamp(0, n - 1)
+    start, size = cdf.gather(-1, k), mass.gather(-1, k)
+    fraction = ((levels - start) / size.clamp_min(torch.finfo(mass.dtype).tiny)).clamp(0, 1)
+    inner = posts.gather(-1, k) + lengths.gather(-1, k) * fraction.to(posts.dtype)
+    return Sections(torch.cat((posts[..., :1], inner, posts[..., -1:]), -1))
+
+
 def resample_sections(sections: Sections, n_sections: int) -> Sections:
     """N' sections from N by linear interpolation of the posts at fractional indices k·N/N'.
 
