@@ -147,7 +147,7 @@ class RunConfig:
     sampler_fit: float = _help("weight of a penalty on the sampler's posts lying away from those that would give each section an "
                                "equal share of the ray's weight (a quarter of it spread evenly along the ray): the sampler learns "
                                "where the field's surfaces are from an objective of its own, not only through the colour error, "
-                               "so that few sections fall on them; needs use_sampler", minimum=0, default=0.0)
+                               "so that most sections fall on them; needs use_sampler", minimum=0, default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)

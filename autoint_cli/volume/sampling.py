@@ -109,12 +109,11 @@ def weight_quantile_posts(sections: Sections, weights: Tensor, floor: float) -> 
     weights = weights.clamp_min(0)
     total = weights.sum(-1, keepdim=True)
     share = torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), lengths / span)
-    mass = (1 - floor) * share + floor * lengths / span
-    mass = mass / mass.sum(-1, keepdim=True)
+    mass = (1 - floor) * share + floor * lengths / span  # sums to 1: both parts do
     cdf = torch.cat((torch.zeros_like(mass[..., :1]), prefix_sum(mass)[..., :-1]), -1)  # F(p_k), k = 0 … N − 1
     levels = torch.arange(1, n, device=posts.device, dtype=mass.dtype) / n
-    levels = levels.expand(*mass.shape[:-1], n - 1).contiguous()
-    k = (torch.searchsorted(cdf.contiguous(), levels, right=True) - 1).clamp(0, n - 1)
+    levels = levels.expand(*mass.shape[:-1], n - 1).contiguous()  # searchsorted wants its values contiguous
+    k = (torch.searchsorted(cdf, levels, right=True) - 1).clamp(0, n - 1)
     start, size = cdf.gather(-1, k), mass.gather(-1, k)
     fraction = ((levels - start) / size.clamp_min(torch.finfo(mass.dtype).tiny)).clamp(0, 1)
     inner = posts.gather(-1, k) + lengths.gather(-1, k) * fraction.to(posts.dtype)
