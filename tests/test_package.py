@@ -159,8 +159,10 @@ def test_functions_are_short():
 QUOTED_FIGURES = (
     ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16", " dB on all 200 lego test views", "configs/lego_fast_n16_m2.txt"),
     ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16x4", " dB rendered with `--refine 4", None),
-    ("docs/results/quality_lego_400s_h100/n32m1_seeds12.json", "test", "32", " dB on all 200 lego test views rendered at `--n_sections 32`", "configs/lego_fast_n32_m1.txt"),
-    ("docs/results/quality_lego_400s_h100/n32m1_seeds12.json", "test", "16", " dB rendered at N = 16", None),
+    ("docs/results/quality_lego_400s_h200/n32m1_k1_seeds12.json", "test", "32", " dB on all 200 lego test views rendered at `--n_sections 32`",
+     "configs/lego_fast_n32_m1.txt"),
+    ("docs/results/quality_lego_400s_h200/n32m1_k1_seeds12.json", "test", "16", " dB rendered at N = 16", None),
+    ("docs/results/quality_lego_400s_h100/n32m1_seeds12.json", "test", "32", " dB at N = 32 and", None),
     ("docs/results/quality_fern_400s.json", "test", "16", " dB on fern's 3 test views", "configs/fern_fast.txt"),
 )
 
