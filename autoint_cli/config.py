@@ -148,6 +148,10 @@ class RunConfig:
                                "equal share of the ray's weight (a quarter of it spread evenly along the ray): the sampler learns "
                                "where the field's surfaces are from an objective of its own, not only through the colour error, "
                                "so that most sections fall on them; needs use_sampler", minimum=0, default=0.0)
+    coarse_loss: float = _help("weight of the squared error of a second render of each training ray from the same samples on half "
+                               "as many sections (every other post, each merged section's mean the length-weighted mean of its two): "
+                               "the field is fitted for rendering at --n_sections N/2 too; needs an even n_sections", minimum=0,
+                               default=0.0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)
@@ -347,6 +351,8 @@ def check_train_config(config: TrainConfig) -> None:
         raise ConfigError(f"adam_eps must be positive, got {r.adam_eps}")
     if r.sampler_fit > 0 and not m.use_sampler:
         raise ConfigError(f"sampler_fit {r.sampler_fit:g} needs use_sampler = True (uniform sections have no posts to fit)")
+    if r.coarse_loss > 0 and m.n_sections % 2:
+        raise ConfigError(f"coarse_loss {r.coarse_loss:g} merges sections two at a time: n_sections must be even, not {m.n_sections}")
     if m.skip >= m.netdepth:
         raise ConfigError(f"skip must be below netdepth ({m.netdepth}), got {m.skip}")
     if m.bound < 0:

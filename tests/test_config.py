@@ -110,8 +110,7 @@ def test_every_shipped_config_parses_and_passes_the_checks():
 
 
 def test_the_n32_recipe_is_the_n16_recipe_at_32_sections_of_one_sample():
-    """lego_fast_n32_m1.txt must follow lego_fast_n16_m2.txt in everything but its sections and its density-weighted
-    section colour (chosen on val at N = 32, M = 1 only, sixteenth session), or the two recipes' figures
+    """lego_fast_n32_m1.txt must follow lego_fast_n16_m2.txt in everything but its sections, or the two recipes' figures
     (docs/QUALITY.md) stop comparing those alone."""
     from pathlib import Path
 
@@ -122,9 +121,8 @@ def test_the_n32_recipe_is_the_n16_recipe_at_32_sections_of_one_sample():
 
     n16, n32 = settings("lego_fast_n16_m2.txt"), settings("lego_fast_n32_m1.txt")
     differ = {key for key in n16.keys() | n32.keys() if n16.get(key) != n32.get(key)}
-    assert differ == {"expname", "n_sections", "samples_per_section", "colour_by_density"}
-    assert (n32["n_sections"], n32["samples_per_section"], n32["colour_by_density"]) == ("32", "1", "1")
-    assert "colour_by_density" not in n16
+    assert differ == {"expname", "n_sections", "samples_per_section"}
+    assert (n32["n_sections"], n32["samples_per_section"]) == ("32", "1")
     assert int(n16["n_sections"]) * int(n16["samples_per_section"]) == 32, "the same samples a ray"
 
 @pytest.mark.parametrize("group, change, message", [
@@ -145,6 +143,18 @@ def test_check_train_config_reads_choices_and_minimums_from_the_fields(group, ch
     with pytest.raises(ConfigError) as error:
         check_train_config(TrainConfig(**parts))
     assert str(error.value) == message
+
+
+def test_coarse_loss_needs_an_even_number_of_sections():
+    """coarse_loss merges sections two at a time: an odd n_sections is refused in one line naming both keys."""
+    from autoint_cli.config import ConfigError, ModelConfig, RunConfig, TrainConfig, check_train_config
+
+    data = DataConfig(datadir="d")
+    check_train_config(TrainConfig(data, ModelConfig(n_sections=32), RunConfig(expname="x", coarse_loss=0.5)))
+    check_train_config(TrainConfig(data, ModelConfig(n_sections=15), RunConfig(expname="x")))
+    with pytest.raises(ConfigError) as error:
+        check_train_config(TrainConfig(data, ModelConfig(n_sections=15), RunConfig(expname="x", coarse_loss=0.5)))
+    assert str(error.value) == "coarse_loss 0.5 merges sections two at a time: n_sections must be even, not 15"
 
 
 def test_sampler_fit_needs_the_sampler():

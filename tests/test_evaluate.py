@@ -63,3 +63,36 @@ def test_eval_draws_every_view_through_the_skipping_path_when_asked(tiny_run, tm
     for view, scored in zip(run.scene.i_test, json.loads(out.read_text())["results"][0]["per_image"]):
         target = run.scene.images[view].numpy()
         assert scored["psnr"] == pytest.approx(psnr(0 * target, target), abs=1e-6)
+
+
+def test_eval_warms_up_every_piece_a_skipping_frame_can_meet(tiny_run, monkeypatch):
+    """A renderer that takes pieces (CUDA graphs, here on the CPU, or compiled) compiles once per (function, piece
+    size): the untimed warm-up must run the whole ray and its section window on both piece sizes, so that no timed frame
+    meets one for the first time (on an H100 those compiles made --skip_empty frames slower than plain ones)."""
+    from autoint_cli.evaluate import evaluate
+    from autoint_cli.render import renderer as renderer_module
+    from autoint_cli.render import views as views_module
+    from autoint_cli.render.skipping import Skipping
+
+    _, run_dir = tiny_run
+    monkeypatch.setattr(skipping_module, "PIECE_RAYS", (64, 8))  # 12 x 12 views: a frame needs few large pieces, if any
+    phase, seen = ["warm-up"], {"warm-up": set(), "timed": set()}
+    real_call, real_timed = renderer_module.ChunkCall.__call__, views_module.timed
+
+    def recording_call(self, rays, *per_ray):
+        seen[phase[0]].add((id(self), rays.shape[0], len(per_ray)))
+        return real_call(self, rays, *per_ray)
+
+    def timed(fn, device):
+        phase[0] = "timed"
+        return real_timed(fn, device)
+
+    monkeypatch.setattr(renderer_module.ChunkCall, "__call__", recording_call)
+    monkeypatch.setattr(views_module, "timed", timed)
+    run = load_run(run_dir, CPU)
+    metrics = evaluate(run, CPU, RenderSettings(cuda_graphs=True), n_sections=(4,), quadrature_samples=0, skipping=Skipping(window=2))
+    assert metrics["skip_empty"] and seen["timed"]
+    # Both functions (the whole ray: no per-ray tensor; the window: its first sections) at both sizes, before any timing.
+    assert {(size, windowed) for _, size, windowed in seen["warm-up"]} == {(64, 0), (8, 0), (64, 1), (8, 1)}
+    assert seen["timed"] <= seen["warm-up"]
+    assert all(entry["ms"] > 0 for entry in metrics["results"][0]["per_image"])

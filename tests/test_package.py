@@ -157,7 +157,8 @@ def test_functions_are_short():
 # The quality figures the README and the recipes' configs quote, and the benchmark JSON (scripts/bench_quality.py) each
 # comes from: (JSON, split, renderer key, the words after the figure).
 QUOTED_FIGURES = (
-    ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16", " dB on all 200 lego test views", "configs/lego_fast_n16_m2.txt"),
+    ("docs/results/quality_lego_400s_h100/n16m2_k1_seeds01.json", "test", "16", " dB on all 200 lego test views", "configs/lego_fast_n16_m2.txt"),
+    ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16", " dB without `colour_by_density`", None),
     ("docs/results/quality_lego_400s_h100/negative_sigma_seeds012.json", "test", "16x4", " dB rendered with `--refine 4", None),
     ("docs/results/quality_lego_400s_h200/n32m1_k1_seeds12.json", "test", "32", " dB on all 200 lego test views rendered at `--n_sections 32`",
      "configs/lego_fast_n32_m1.txt"),

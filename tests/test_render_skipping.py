@@ -8,6 +8,8 @@ import autoint_cli.render.skipping as skipping_module
 from autoint_cli.render.renderer import RenderSettings, useful_window
 from autoint_cli.render.skipping import (
     EMPTY_BELOW,
+    Skipping,
+    SkippingRenderer,
     occupied_pixels,
     pixel_windows,
     render_in_pieces,
@@ -185,6 +187,44 @@ class PeekingPast(SectionedSphere):
         return RenderOutput(acc * colour + (1 - acc) * self.background, acc, depth, weights)
 
     __call__ = render
+
+
+class ShapeRecorder(SectionedSphere):
+    """The sectioned sphere as a renderer that takes pieces (CUDA graphs), noting each call's (function, rays): the whole
+    ray ("all") or a window of its sections ("window")."""
+
+    settings = RenderSettings(cuda_graphs=True)
+
+    def __init__(self, radius):
+        super().__init__(radius)
+        self.shapes = set()
+
+    def render(self, rays, first=None, kept=None, keep_weights=False):
+        self.shapes.add(("all" if first is None else "window", rays.shape.numel()))
+        return super().render(rays, first, kept, keep_weights)
+
+    __call__ = render
+
+
+def test_a_skipping_renderers_warm_up_meets_every_piece_a_frame_can(monkeypatch):
+    """One small view needs small pieces of the whole ray only; the warm-up also runs the section window, and both on a
+    large piece, so that a later, larger frame meets no (function, piece size) that a compiled renderer would have to
+    compile while being timed."""
+    monkeypatch.setattr(skipping_module, "PIECE_RAYS", (1000, 100))
+    alone = ShapeRecorder(radius=0.8)
+    SkippingRenderer(alone, Skipping(window=2)).render(sphere_view(24))
+    assert alone.shapes == {("all", 100)}  # what the old warm-up (one view) compiled: no window fits in so small a view
+    field = ShapeRecorder(radius=0.8)
+    frames = SkippingRenderer(field, Skipping(window=2))
+    frames.warm_up(sphere_view(24))
+    warmed = set(field.shapes)
+    assert warmed == {("all", 1000), ("all", 100), ("window", 1000), ("window", 100)}
+    frames.render(sphere_view(96))
+    assert field.shapes == warmed and ("window", 1000) in warmed
+    eager = ShapeRecorder(radius=0.8)
+    eager.settings = RenderSettings()  # an eager renderer takes no pieces: its warm-up is the one view
+    SkippingRenderer(eager, Skipping(window=2)).warm_up(sphere_view(24))
+    assert all(size != 1000 for _, size in eager.shapes)
 
 
 def test_what_peeks_past_a_silhouette_is_not_left_out_by_a_window():

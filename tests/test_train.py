@@ -115,10 +115,11 @@ def test_render_and_eval_outputs(tmp_path, scene, capsys):
         ("integral", 2, None), ("integral", 4, None), ("quadrature", None, 16)]
     for r in metrics["results"]:
         assert {"psnr", "psnr_std", "ssim", "lpips", "ms_per_frame", "rays_per_sec", "per_image"} <= set(r)
-        assert [e["view"] for e in r["per_image"]] == [0, 1] and all({"psnr", "ssim"} <= set(e) for e in r["per_image"])
+        assert [e["view"] for e in r["per_image"]] == [0, 1] and all({"psnr", "ssim", "ms"} <= set(e) for e in r["per_image"])
         assert abs(r["psnr"] - sum(e["psnr"] for e in r["per_image"]) / 2) < 1e-9
         assert r["lpips"] is not None or "lpips_note" in r
         assert r["ms_per_frame"] > 0 and r["rays_per_sec"] == pytest.approx(144 / (r["ms_per_frame"] / 1e3))
+        assert r["ms_per_frame"] == pytest.approx(sum(e["ms"] for e in r["per_image"]) / 2)  # the mean of the views' times
     table = (run / "metrics.md").read_text()
     assert "| integral N=4 |" in table and "| quadrature K=16 |" in table
     assert (run / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"

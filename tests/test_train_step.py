@@ -14,8 +14,8 @@ from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainS
 from autoint_cli.train.step import CROSS_POINTS, SAMPLER_FIT_FLOOR
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_strata,
-                                          render_training, weight_distortion)
+from autoint_cli.volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_merged,
+                                          render_strata, render_training, weight_distortion)
 
 from helpers import free_port
 
@@ -99,13 +99,14 @@ def test_sub_batches_give_the_whole_batch_step():
         torch.testing.assert_close(parts.model.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
-@pytest.mark.parametrize("lam, mu, nu, kappa, beta, gamma", [(0.3, 0, 0, 0, 0, 0), (0, 0.02, 0, 0, 0, 0), (0, 0, 0.05, 0, 0, 0),
-                                                            (0, 0, 0, 0.1, 0, 0), (0, 0, 0, 0, 0.7, 0), (0, 0, 0, 0, 0, 0.4),
-                                                            (0.3, 0.02, 0.05, 0.1, 0.7, 0.4)])
-def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa, beta, gamma):
+@pytest.mark.parametrize("lam, mu, nu, kappa, beta, gamma, eta", [
+    (0.3, 0, 0, 0, 0, 0, 0), (0, 0.02, 0, 0, 0, 0, 0), (0, 0, 0.05, 0, 0, 0, 0), (0, 0, 0, 0.1, 0, 0, 0), (0, 0, 0, 0, 0.7, 0, 0),
+    (0, 0, 0, 0, 0, 0.4, 0), (0, 0, 0, 0, 0, 0, 0.6), (0.3, 0.02, 0.05, 0.1, 0.7, 0.4, 0.6)])
+def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa, beta, gamma, eta):
     """The step's gradients, in sub-batches of 7, are those of mean squared error + λ · mean V + μ · mean D + ν · mean Δ
-    + κ · mean Ω + β · the strata render's mean squared error + γ · mean P, Ω on posts held fixed and P's targets from
-    weights held fixed (autograd on one pass, float64); the loss reported stays the squared error."""
+    + κ · mean Ω + β · the strata render's mean squared error + γ · mean P + η · the render at N/2's mean squared
+    error, Ω on posts held fixed and P's targets from weights held fixed (autograd on one pass, float64); the loss
+    reported stays the squared error."""
     state, batch = make_state(), make_batch()
     state.model.double()
     g = torch.Generator().manual_seed(5)
@@ -124,8 +125,10 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa,
     fine = render_strata(out, batch.rays.directions.norm(dim=-1, keepdim=True), background)
     objective = objective + beta * torch.mean((fine.rgb - batch.target) ** 2)
     objective = objective + gamma * post_misfit(out.weights, out.posts, SAMPLER_FIT_FLOOR).mean()
+    coarse = render_merged(out, 2, batch.rays.directions.norm(dim=-1, keepdim=True), background)
+    objective = objective + eta * torch.mean((coarse.rgb - batch.target) ** 2)
     expected = torch.autograd.grad(objective, params, retain_graph=True)
-    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa, beta, gamma))
+    step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa, beta, gamma, eta))
     loss = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.

@@ -97,6 +97,8 @@ def test_distributed_eval_and_render_write_what_one_process_writes(tmp_path, sce
         # The CPU description names the thread count, which torchrun sets per process.
         assert metrics.pop("processes") == (1 if path.stem == "one" else 3) and metrics.pop("device")
         metrics["results"] = [{k: v for k, v in r.items() if k not in TIMINGS} for r in metrics["results"]]
+        for result in metrics["results"]:  # each view's time too, and only that
+            assert all(view.pop("ms") > 0 for view in result["per_image"])
         return metrics
 
     one, three = comparable(tmp_path / "one.json"), comparable(tmp_path / "two.json")

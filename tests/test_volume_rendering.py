@@ -10,10 +10,11 @@ from autoint_cli.config import ModelConfig
 from autoint_cli.models import SceneModel
 from autoint_cli.render.chunks import render_chunks
 from autoint_cli.volume.rays import Rays
-from autoint_cli.volume.rendering import (activate, colour_variation, composite, density_disagreement, negative_density, post_misfit,
-                                          refined_window, render_integral, render_quadrature, render_refined, render_strata, render_training,
-                                          weight_distortion)
-from autoint_cli.volume.sampling import Sections, sections_from_lengths, shift_posts, strata, uniform_sections, weight_quantile_posts
+from autoint_cli.volume.rendering import (RenderOutput, activate, colour_variation, composite, density_disagreement, negative_density,
+                                          post_misfit, refined_window, render_integral, render_merged, render_quadrature, render_refined,
+                                          render_strata, render_training, weight_distortion)
+from autoint_cli.volume.sampling import (Sections, resample_sections, sections_from_lengths, shift_posts, strata, uniform_sections,
+                                        weight_quantile_posts)
 
 F64 = torch.float64
 
@@ -286,6 +287,41 @@ def test_the_strata_render_is_the_training_render_on_sections_cut_m_times_finer(
     assert (fine.rgb - out.rgb).abs().max() > 1e-6
     single = render_training(model.field.grad, model.sections, rays, background, 1, jitter=jitter[..., :1])
     torch.testing.assert_close(render_strata(single, norm, background).rgb, single.rgb, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.5])
+def test_the_merged_render_is_the_training_render_on_sections_twice_as_long(kappa):
+    """render_merged of an M = 1 render on the strata of N/2 sections (each cut in equal halves) equals the training
+    renderer run at N/2 sections with M = 2 on the same samples (float64): a merged section's mean is then the plain mean
+    of its two samples. Its posts are those resample_sections gives for N/2."""
+    model = small_model()
+    rays, jitter, background = random_rays(), torch.rand(9, 8, 2, dtype=F64), torch.rand(9, 3, dtype=F64)
+    norm = rays.directions.norm(dim=-1, keepdim=True)
+    coarse = render_training(model.field.grad, model.sections, rays, background, 2, jitter=jitter, colour_by_density=kappa)
+    fine = render_training(model.field.grad, lambda r: strata(model.sections(r), 2), rays, background, 1, jitter=jitter.reshape(9, 16, 1),
+                           colour_by_density=kappa)
+    merged = render_merged(fine, 2, norm, background, kappa)
+    torch.testing.assert_close(merged.rgb, coarse.rgb, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(merged.weights, coarse.weights, rtol=1e-12, atol=1e-12)
+    assert (merged.rgb - fine.rgb).abs().max() > 1e-6
+    torch.testing.assert_close(merged.depth, coarse.depth, rtol=1e-12, atol=1e-12)  # the same posts: every other one
+    sections = model.sections(rays)
+    torch.testing.assert_close(resample_sections(sections, 4).posts, sections.posts[..., ::2], rtol=0, atol=1e-12)  # as rendered at N/2
+    assert render_merged(coarse, 2, norm, background, kappa).weights.shape == (9, 4)
+
+
+def test_a_merged_sections_mean_weighs_its_parts_by_length():
+    """Posts 0, 1, 3 (lengths 1 and 2), one sample each of raw density 0.3 and 0.6: the merged section's density is
+    (1·0.3 + 2·0.6)/3 = 0.5 over [0, 3]; a factor that does not divide N is refused."""
+    samples = torch.tensor([[[0.3, 0.0, 0.0, 0.0], [0.6, 1.0, -1.0, 2.0]]], dtype=F64)
+    out = RenderOutput(torch.zeros(1, 3, dtype=F64), torch.zeros(1, 1, dtype=F64), torch.zeros(1, 1, dtype=F64), weights=torch.empty(0),
+                       samples=samples, posts=torch.tensor([[0.0, 1.0, 3.0]], dtype=F64))
+    merged = render_merged(out, 2, torch.ones(1, 1, dtype=F64), torch.zeros(3, dtype=F64))
+    torch.testing.assert_close(merged.weights, torch.tensor([[1 - math.exp(-0.5 * 3)]], dtype=F64), rtol=1e-12, atol=0)
+    colour = torch.sigmoid(torch.tensor([2.0 / 3, -2.0 / 3, 4.0 / 3], dtype=F64))
+    torch.testing.assert_close(merged.rgb, (1 - math.exp(-1.5)) * colour[None], rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="does not divide"):
+        render_merged(out, 3, torch.ones(1, 1, dtype=F64), torch.zeros(3, dtype=F64))
 
 
 @pytest.mark.parametrize("shared_trunk", [False, True])

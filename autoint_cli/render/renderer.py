@@ -240,6 +240,10 @@ class Renderer:
             self._chunk = ChunkSize(measure_chunk(self.probe, rays, self.device, self.samples_per_ray))
         return self._chunk.rays
 
+    def warm_up(self, rays: Rays) -> None:
+        """Renders ``rays`` [*rays] once, untimed, so that kernels are compiled and caches filled before frames are timed."""
+        self.render(rays)
+
     def render(self, rays: Rays, keep_weights: bool = False) -> RenderOutput:
         """Rays of any shape [*rays], in chunks: measured on the first call when the settings leave it open, halved after
         out-of-memory. Weights [*rays, samples_per_ray − 1] are kept if asked for."""

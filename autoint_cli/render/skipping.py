@@ -113,6 +113,32 @@ def render_in_pieces(renderer: Renderer, rays: Rays, first: Optional[torch.Tenso
     return join_outputs(parts, rays.shape)
 
 
+def filled_pieces(renderer: Renderer, rays: Rays) -> List[Rays]:
+    """One piece of each size that ``renderer`` takes (:func:`render_in_pieces`), largest first, filled with ``rays``
+    [*rays] repeated in order."""
+    flat = rays.reshape(-1)
+    sizes = sorted({min(renderer.measure_chunk(flat), size) for size in PIECE_RAYS}, reverse=True)
+    return [flat[torch.arange(size, device=flat.origins.device) % flat.shape[0]] for size in sizes]
+
+
+def call_pieces(renderer: Renderer, pieces: List[Rays], window: Optional[int], capture: bool = True) -> None:
+    """``renderer``, and its section window of ``window`` sections unless None, once on each of ``pieces``
+    (:func:`filled_pieces`), each window starting at section 0: what is compiled compiles for every shape a skipping
+    frame can meet, and with ``capture`` the CUDA graphs are captured too (without, they are left alone: ``probe``).
+    A frame that met one of those shapes for the first time would compile inside it."""
+    windowed = renderer.window(window) if window is not None else None
+    for piece in pieces:
+        first = torch.zeros(piece.shape[0], dtype=torch.long, device=piece.origins.device)
+        if capture:
+            renderer(piece)
+            if windowed is not None:
+                windowed(piece, first)
+        else:
+            renderer.probe(piece)
+            if windowed is not None:
+                windowed.probe(piece, first)
+
+
 def render_rays(renderer: Renderer, rays: Rays, pieces: bool, first: Optional[torch.Tensor] = None, keep_weights: bool = False) -> RenderOutput:
     """``rays`` through ``renderer``: in pieces (:func:`render_in_pieces`) or as they are; on a section window from ``first``
     when the renderer is a :class:`~autoint_cli.render.renderer.SectionWindows`."""
@@ -198,3 +224,11 @@ class SkippingRenderer:
     def render(self, rays: Rays) -> RenderOutput:
         s = self.skipping
         return render_skipping_empty(self.renderer, rays, s.block, by=s.by, pieces=self.pieces, window=s.window)
+
+    def warm_up(self, rays: Rays) -> None:
+        """Draws ``rays`` [H, W] once, then, when the renderer takes pieces, runs it and its section window on a piece of
+        each size (:func:`call_pieces`): one view needs only some of those, and a later frame needing another would
+        compile it while being timed."""
+        self.render(rays)
+        if self.pieces:
+            call_pieces(self.renderer, filled_pieces(self.renderer, rays), self.renderer.useful_window(self.skipping.window))

@@ -88,7 +88,7 @@ def render_poses(scene: Scene, poses: Tensor, renderer: Renderer, warmup: bool =
     cameras = list(intrinsics) if intrinsics is not None else [None] * len(poses)
     mine = [(poses[i], cameras[i]) for i in dist.shard(len(poses))]
     if warmup and mine:
-        renderer.render(view_rays(scene, mine[0][0], device, mine[0][1]))
+        renderer.warm_up(view_rays(scene, mine[0][0], device, mine[0][1]))
     dist.barrier()
     start = time.perf_counter()
     lists = ([], [], [], [], [])  # rgb, disparity, depth, acc, ms per frame

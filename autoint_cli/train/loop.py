@@ -65,7 +65,8 @@ class Training:
         if dist.is_main and not finished:  # only once every check has passed (the resume's included)
             write_run_files(self.run_dir, config, config_text)
         background = torch.tensor(scene.background, device=device)
-        penalties = Penalties(run.smooth_rgb, run.negative_sigma, run.sigma_consistency, run.distortion, run.strata_loss, run.sampler_fit)
+        penalties = Penalties(run.smooth_rgb, run.negative_sigma, run.sigma_consistency, run.distortion, run.strata_loss, run.sampler_fit,
+                              run.coarse_loss)
         self.step = TrainStep(model, background, run.precision, run.compile_mode if run.compile else None, run.chunk, dist, penalties)
         if dist.active and dist.is_main:
             logger.info("distributed: %d processes; N_rand %d rays per step in total (%d per process); lrate %g as configured",

@@ -21,8 +21,8 @@ from ..scene import Scene
 from ..utils.distributed import SINGLE, Distributed
 from ..utils.fastpath import autocast, compile_module, matmul_precision
 from ..volume.rays import Rays, pixel_rays
-from ..volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_strata, render_training,
-                                weight_distortion)
+from ..volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_merged, render_strata,
+                                render_training, weight_distortion)
 from .guards import nonfinite_flag
 from .state import TrainState
 
@@ -171,6 +171,8 @@ class Penalties:
             composited on N·M sections), per colour channel as the main error is.
         sampler_fit: γ of the mean :func:`~autoint_cli.volume.rendering.post_misfit` of the rays (floor
             :data:`SAMPLER_FIT_FLOOR`), which reaches the sampling network only.
+        coarse_loss: η of the squared error of :func:`~autoint_cli.volume.rendering.render_merged` with the sections merged
+            two at a time (the render at N/2), per colour channel as the main error is.
     """
 
     smooth_rgb: float = 0.0
@@ -179,6 +181,7 @@ class Penalties:
     distortion: float = 0.0
     strata_loss: float = 0.0
     sampler_fit: float = 0.0
+    coarse_loss: float = 0.0
 
 
 # The share of sampler_fit's target that is spread evenly along the ray: with N = 32 sections a quarter of them (8) stay
@@ -192,12 +195,13 @@ class TrainingLoss(nn.Module):
     ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω + β E + γ P))
+    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω + β E + γ P + η C))
     over the sub-batch: [] each, V the :func:`colour_variation`, D the
     :func:`negative_density`, Δ the :func:`density_disagreement`, Ω the
     :func:`weight_distortion` of each ray, E its mean squared error over the colour channels
-    rendered on the strata (:func:`render_strata`) and P its :func:`post_misfit`, λ, μ, ν, κ, β
-    and γ the :class:`Penalties` (a term of weight 0 is not computed).
+    rendered on the strata (:func:`render_strata`), P its :func:`post_misfit` and C its mean
+    squared error rendered on half as many sections (:func:`render_merged`), λ, μ, ν, κ, β, γ
+    and η the :class:`Penalties` (a term of weight 0 is not computed).
     """
 
     def __init__(self, model: SceneModel, penalties: Penalties = Penalties()):
@@ -228,6 +232,9 @@ class TrainingLoss(nn.Module):
             penalty = penalty + self.penalties.strata_loss * torch.sum((fine.rgb - target) ** 2) / 3
         if self.penalties.sampler_fit > 0:
             penalty = penalty + self.penalties.sampler_fit * post_misfit(out.weights, out.posts, SAMPLER_FIT_FLOOR).sum()
+        if self.penalties.coarse_loss > 0:
+            coarse = render_merged(out, 2, directions.norm(dim=-1, keepdim=True), background, kappa)
+            penalty = penalty + self.penalties.coarse_loss * torch.sum((coarse.rgb - target) ** 2) / 3
         return squared, penalty
 
 

@@ -151,29 +151,16 @@ class FrameRenderer:
     def _warm_up_pieces(self, renderer: Renderer) -> List[Rays]:
         """Rays of the first path view at the scene's size, repeated to fill a piece of each size ``renderer`` takes."""
         c2w, camera = self._first_view(self.run.scene.H)
-        rays = view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera).reshape(-1)
-        sizes = sorted({min(renderer.measure_chunk(rays), size) for size in skipping.PIECE_RAYS}, reverse=True)
-        return [rays[torch.arange(size, device=self.device) % rays.shape[0]] for size in sizes]
+        return skipping.filled_pieces(renderer, view_rays(self.run.scene, torch.as_tensor(c2w, dtype=torch.float32), self.device, camera))
 
     def _window_of(self, renderer: Renderer) -> Optional[int]:
         """The section window frames of ``renderer`` use (None: all N sections)."""
         return renderer.useful_window(self.window)
 
     def _call_pieces(self, renderer: Renderer, pieces: List[Rays], capture: bool) -> None:
-        """``renderer``, and its section window if frames use one, once on each piece: compiling what is compiled, and with
-        ``capture`` through the CUDA graphs too (between frames: nothing else may use the GPU during a capture)."""
-        window = self._window_of(renderer)
-        windowed = renderer.window(window) if window is not None else None
-        for piece in pieces:
-            first = torch.zeros(piece.shape[0], dtype=torch.long, device=self.device)
-            if capture:
-                renderer(piece)
-                if windowed is not None:
-                    windowed(piece, first)
-            else:
-                renderer.probe(piece)
-                if windowed is not None:
-                    windowed.probe(piece, first)
+        """``renderer``, and its section window if frames use one, once on each piece (:func:`skipping.call_pieces`; with
+        ``capture`` between frames: nothing else may use the GPU during a capture)."""
+        skipping.call_pieces(renderer, pieces, self._window_of(renderer), capture)
 
     def warm_up(self, height: int) -> float:
         """Renders the scene's first path view, ``height`` lines high, once with and once without skipping, so that a

@@ -173,6 +173,39 @@ def render_strata(out: RenderOutput, direction_norm: Tensor, background: Tensor,
     return composite(sigma, rgb, strata(Sections(out.posts), m), direction_norm, background)
 
 
+def render_merged(out: RenderOutput, factor: int, direction_norm: Tensor, background: Tensor, colour_by_density: float = 0.0) -> RenderOutput:
+    """The training render's sections merged ``factor`` at a time: N/factor sections on every factor-th post, the sections
+    that rendering the same sampler at ``--n_sections N/factor`` cuts (:func:`~autoint_cli.volume.sampling.resample_sections`).
+
+    No new evaluations: a merged section's raw mean is the length-weighted mean of its parts' sample means,
+
+        m̄ = Σ_i ℓ_i m_i / Σ_i ℓ_i,
+
+    the stratified estimate of its mean. Its error asks the field to render well on the coarser sections too.
+
+    Args:
+        out: :func:`render_training`'s output (its ``samples`` [*rays, N·M, 4] and ``posts`` [*rays, N + 1]).
+        factor: sections merged into one; it divides N.
+        direction_norm: [*rays, 1] ‖d‖.
+        background: [3], or [*rays, 3].
+        colour_by_density: :func:`activate`'s κ.
+
+    Returns:
+        the composite on the N/factor sections; its ``weights`` are [*rays, N/factor].
+    """
+    posts = out.posts
+    n = posts.shape[-1] - 1
+    if n % factor:
+        raise ValueError(f"render_merged: {factor} does not divide the {n} sections")
+    # Under bf16 autocast the samples are bf16: the means are taken and composited in float32 at least.
+    samples = out.samples.to(torch.promote_types(out.samples.dtype, torch.float32))
+    means = samples.unflatten(-2, (n, samples.shape[-2] // n)).mean(-2)  # [*rays, N, 4]
+    lengths = (posts[..., 1:] - posts[..., :-1]).to(means.dtype).unflatten(-1, (n // factor, factor))  # [*rays, N/f, f]
+    merged = (means.unflatten(-2, (n // factor, factor)) * lengths[..., None]).sum(-2) / lengths.sum(-1)[..., None]
+    sigma, rgb = activate(merged, colour_by_density)
+    return composite(sigma, rgb, Sections(posts[..., ::factor]), direction_norm, background)
+
+
 def colour_variation(samples: Tensor) -> Tensor:
     """How much the raw colour changes along each ray: the mean squared step between neighbouring samples.
 
