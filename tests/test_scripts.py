@@ -257,6 +257,7 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
         psnrs = n16["per_view_psnr"]
         assert n16["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-3) and n16["psnr_worst"] == pytest.approx(min(psnrs), abs=1e-3)
         assert n16["psnr_worst"] <= n16["psnr_p10"] <= n16["psnr"] and n16["ms_per_frame"] > 0
+        assert 0 < n16["ms_median"] <= n16["ms_slowest"]  # each view's time, kept by autoint-eval
         assert len(test["16x2"]["per_view_psnr"]) == 8 and test["16x2"]["per_view_psnr"] != psnrs  # N = 16, refined x2
     summary = report["summary"]["test"]["16"]
     values = [seeds[s]["splits"]["test"]["16"]["psnr"] for s in seeds]
@@ -458,6 +459,21 @@ def test_bench_arms_bad_arguments(tmp_path, args, message):
     proc = run("scripts/bench_arms.py", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "c.json"), *args, "--smoke")
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_bench_quality_keeps_each_splits_median_and_slowest_frame_and_calls_out_a_slow_one():
+    """A frame three times the median (a compile inside the timed loop, say) is named in the table; the mean alone hides
+    it. Results from before autoint-eval kept each view's time have neither figure."""
+    module = bench_quality_module()
+    views = [{"view": i, "psnr": 25.0 + i, "ssim": 0.9, "ms": ms} for i, ms in enumerate((10.0, 11.0, 12.0, 40.0))]
+    stats = module.view_stats({"psnr": 26.5, "ssim": 0.9, "ms_per_frame": 18.25, "per_image": views})
+    assert stats["ms_median"] == 11.5 and stats["ms_slowest"] == 40.0
+    even = module.view_stats({"psnr": 26.5, "ssim": 0.9, "ms_per_frame": 11.0, "per_image": [dict(v, ms=11.0) for v in views]})
+    older = module.view_stats({"psnr": 26.5, "ssim": 0.9, "ms_per_frame": 11.0, "per_image": [{"view": 0, "psnr": 25.0, "ssim": 0.9}]})
+    assert "ms_median" not in older and "ms_slowest" not in older
+    report = {"seeds": {"0": {"splits": {"test": {"n_views": 4, "16": stats, "32": even}}}, "1": {"splits": {"test": {"16": older}}}}}
+    assert module.slow_frames(report) == [
+        "  seed 0, test N=16: slowest frame 40.0 ms, 3.5 times the median: something ran inside the timed loop"]
 
 
 def bench_quality_module():
