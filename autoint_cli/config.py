@@ -152,6 +152,17 @@ class RunConfig:
                                "as many sections (every other post, each merged section's mean the length-weighted mean of its two): "
                                "the field is fitted for rendering at --n_sections N/2 too; needs an even n_sections", minimum=0,
                                default=0.0)
+    sample_by_error: float = _help("share of each step's rays drawn with probability proportional to the squared error their pixel "
+                                   "had when last trained on (the rest uniformly; 0 to 1): steps go where the field is still wrong, "
+                                   "not to the background it already renders. Not kept in checkpoints: a resumed run starts "
+                                   "the errors afresh. One process only", minimum=0, default=0.0)
+    error_alpha: float = _help("with sample_by_error: weight each ray's squared error by (P p)^-error_alpha, p the probability "
+                               "that its pixel was drawn and P the training pixels (scaled to a mean of 1 a step): 0 trains on "
+                               "the rays as drawn, so the hard pixels count more; 1 keeps the uniform objective and the draws "
+                               "only lower its variance", minimum=0, default=0.0)
+    error_per_view: bool = _help("with sample_by_error: draw the error share's views uniformly and only each view's pixels by "
+                                 "their error, so that every training direction keeps its share of the rays (AutoInt's "
+                                 "density depends on the direction)", default=False)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)
@@ -343,6 +354,11 @@ def check_train_config(config: TrainConfig) -> None:
         raise ConfigError(f"precrop_frac must be in (0, 1], got {r.precrop_frac}")
     if not 0 <= r.post_shift <= 1:
         raise ConfigError(f"post_shift must be in [0, 1], got {r.post_shift}")
+    if r.sample_by_error > 1:
+        raise ConfigError(f"sample_by_error is a share of the rays: it must be in [0, 1], got {r.sample_by_error:g}")
+    if (r.error_alpha > 0 or r.error_per_view) and not r.sample_by_error > 0:
+        what = f"error_alpha {r.error_alpha:g}" if r.error_alpha > 0 else "error_per_view"
+        raise ConfigError(f"{what} shapes the rays that sample_by_error draws: set sample_by_error too")
     if not r.lrate > 0:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")
     if not r.lrate_decay > 0:

@@ -166,6 +166,9 @@ def test_training_beats_an_untrained_model(tmp_path):
     (["--n_sections", "0"], "autoint-train: error: n_sections must be at least 1, got 0"),
     (["--lrate", "-1"], "autoint-train: error: lrate must be positive, got -1.0"),
     (["--expname", "../escape"], "autoint-train: error: expname must be a plain folder name"),
+    (["--error_per_view"], "autoint-train: error: error_per_view shapes the rays that sample_by_error draws: set sample_by_error too"),
+    (["--sample_by_error", "1.5"], "autoint-train: error: sample_by_error is a share of the rays: it must be in [0, 1], got 1.5"),
+    (["--error_alpha", "1"], "autoint-train: error: error_alpha 1 shapes the rays that sample_by_error draws: set sample_by_error too"),
 ])
 def test_train_bad_values(tmp_path, scene, capsys, argv, message):
     assert train_main(["--config", str(write_config(tmp_path, scene)), *argv]) == 2
@@ -372,3 +375,30 @@ def test_rerunning_a_finished_run_is_a_no_op(tmp_path, scene, capsys):
     assert train_main(["--config", str(config)]) == 0
     assert "tiny: step 6, loss nan" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "logs" / "tiny" / "checkpoints").iterdir()) == before
+
+
+@pytest.mark.parametrize("share, recorded", [(0.5, 6), (0.0, 0)])
+def test_sample_by_error_records_every_steps_errors(tmp_path, scene, monkeypatch, share, recorded):
+    """With sample_by_error the loop hands each step's ray errors (finite, one per ray) to the sampler's table; without it
+    there is no table."""
+    from autoint_cli.train.step import PixelErrors
+
+    seen = []
+    keep = PixelErrors.record
+    monkeypatch.setattr(PixelErrors, "record", lambda self, pixels, errors: (seen.append(errors.clone()), keep(self, pixels, errors)))
+    config = write_config(tmp_path, scene)
+    argv = ["--config", str(config), "--sample_by_error", str(share), "--error_alpha", str(share), "--i_testset", "0", "--i_video", "0"]
+    assert train_main(argv) == 0
+    assert len(seen) == recorded and all(e.shape == (64,) and torch.isfinite(e).all() and (e >= 0).all() for e in seen)
+
+
+def test_sample_by_error_is_refused_under_torchrun(tmp_path, scene):
+    """The pixels' errors live in one process: two ranks would draw different batches, so the run is refused in one line."""
+    from autoint_cli.config import ConfigError, DataConfig, RunConfig, TrainConfig
+    from autoint_cli.train import train
+    from autoint_cli.utils.distributed import Distributed
+
+    config = TrainConfig(DataConfig(datadir=str(scene)), ModelConfig(), RunConfig(expname="x", basedir=str(tmp_path), sample_by_error=0.5))
+    with pytest.raises(ConfigError, match="sample_by_error 0.5 keeps the pixels' errors in one process"):
+        train(config, torch.device("cpu"), dist=Distributed(0, 2))
+    assert not (tmp_path / "x").exists()

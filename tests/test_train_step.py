@@ -11,7 +11,7 @@ from autoint_cli.autoint import HashGrid
 from autoint_cli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from autoint_cli.models import RadianceField, SceneModel
 from autoint_cli.train import Batch, BatchSampler, Penalties, TrainState, TrainStep, save_state, setup_state
-from autoint_cli.train.step import CROSS_POINTS, SAMPLER_FIT_FLOOR
+from autoint_cli.train.step import CROSS_POINTS, SAMPLER_FIT_FLOOR, PixelErrors
 from autoint_cli.utils.distributed import Distributed
 from autoint_cli.volume.rays import Rays
 from autoint_cli.volume.rendering import (colour_variation, density_disagreement, negative_density, post_misfit, render_merged,
@@ -129,7 +129,7 @@ def test_penalties_add_their_weighted_terms_to_the_gradients(lam, mu, nu, kappa,
     objective = objective + eta * torch.mean((coarse.rgb - batch.target) ** 2)
     expected = torch.autograd.grad(objective, params, retain_graph=True)
     step = TrainStep(state.model, background, precision="fp32", chunk=7, penalties=Penalties(lam, mu, nu, kappa, beta, gamma, eta))
-    loss = step._backward(batch, None)
+    loss, _ = step._backward(batch, None)
     torch.testing.assert_close(loss, mse.detach().float(), rtol=1e-6, atol=0)  # the step accumulates its loss in float32
     # The step takes its squared error in float32 (rgb.float()), hence float32 tolerances.
     for p, g in zip(params, expected):
@@ -270,16 +270,25 @@ def test_a_step_with_colour_by_density_takes_autograds_gradients():
     assert any((p.grad - g).abs().max() > 1e-6 for p, g in zip(params, plain))
 
 
-@pytest.mark.parametrize("penalties, kappa", [(Penalties(), 0.0), (Penalties(1e-3, 1e-3, 1e-3, 0.0, 0.5), 0.0), (Penalties(), 0.5)])
-def test_the_compiled_step_takes_the_eager_step(penalties, kappa):
+def weighted(batch: Batch, seed: int) -> Batch:
+    """The batch with a weight per ray (sample_by_error's error_alpha), of mean 1."""
+    weights = torch.rand(batch.target.shape[0], generator=torch.Generator().manual_seed(seed)) * 2
+    return dataclasses.replace(batch, weights=weights / weights.mean())
+
+
+@pytest.mark.parametrize("penalties, kappa, weigh", [(Penalties(), 0.0, False), (Penalties(1e-3, 1e-3, 1e-3, 0.0, 0.5), 0.0, False),
+                                                     (Penalties(), 0.5, False), (Penalties(), 0.0, True)])
+def test_the_compiled_step_takes_the_eager_step(penalties, kappa, weigh):
     """torch.compile over the whole sub-batch loss and its backward: the same loss and the same weights after two steps (float32 on the CPU),
-    with and without the penalties (and their cross points), and with colour_by_density."""
+    with and without the penalties (and their cross points), with colour_by_density, and with weighted rays."""
     model = dataclasses.replace(MODEL, colour_by_density=kappa)
     eager, compiled = make_state(model=model), make_state(model=model)
     eager_step = TrainStep(eager.model, torch.ones(3), precision="fp32", chunk=N_RAYS, penalties=penalties)
     compiled_step = TrainStep(compiled.model, torch.ones(3), precision="fp32", compile_mode="default", chunk=N_RAYS, penalties=penalties)
     for seed in (1, 2):
-        a, b = eager_step(eager, with_cross(make_batch(seed), seed)), compiled_step(compiled, with_cross(make_batch(seed), seed))
+        batch = with_cross(make_batch(seed), seed)
+        batch = weighted(batch, seed) if weigh else batch
+        a, b = eager_step(eager, batch), compiled_step(compiled, batch)
         torch.testing.assert_close(b.loss, a.loss, rtol=1e-5, atol=1e-7)
     after_eager, after_compiled = eager.model.state_dict(), compiled.model.state_dict()
     for name in after_eager:
@@ -471,3 +480,78 @@ def test_negative_sigma_clears_the_haze_that_unseen_views_show_without_it(tmp_pa
     assert opacity[0.0] > 0.12, opacity
     assert opacity[1e-3] < 0.8 * opacity[0.0], opacity
     assert psnr[1e-3] > psnr[0.0] + 1.0, psnr
+
+
+def test_pixel_errors_draw_each_pixel_in_proportion_to_its_error():
+    """PixelErrors: 60,000 draws follow eᵢ / Σ e (a pixel of error 0 is never drawn), and relative_probability is P·p of
+    the mixture with error share f, by hand (float64)."""
+    errors = PixelErrors(2, 3, torch.device("cpu"))
+    e = torch.tensor([0.0, 1.0, 3.0, 0.0, 0.5, 5.5])
+    errors.record(torch.arange(6), e)
+    drawn = errors.draw(torch.Generator().manual_seed(0), 60000)
+    share = torch.bincount(drawn, minlength=6).double() / 60000
+    # Binomial deviation at p = 0.55 over 60,000 draws is 0.002: 0.008 is four of them.
+    torch.testing.assert_close(share, (e / e.sum()).double(), rtol=0, atol=8e-3)
+    assert share[0] == 0 and share[3] == 0
+    f, pixels = 0.4, torch.tensor([0, 2, 5, 5])
+    expected = (1 - f) + f * 6 * e.double()[pixels] / e.sum().double()
+    torch.testing.assert_close(errors.relative_probability(pixels, f), expected, rtol=1e-12, atol=0)
+
+
+def test_the_error_share_goes_to_the_pixels_that_were_wrong(tmp_path):
+    """sample_by_error: a batch's pixels index the very pixels of its targets; once one pixel is known to be wrong and the
+    rest unseen, the error share (half of 2000 rays) lands on it and the uniform half does not; before the precrop ends
+    no ray is drawn by error; with error_alpha 1 the weights are 1/(P·p) scaled to a mean of 1."""
+    scene = small_scene(tmp_path, size=12, n_train=3, n_val=1, n_test=1)
+    sampler = BatchSampler(scene, torch.device("cpu"), 2000, 4, 2, precrop_iters=2, error_share=0.5, error_alpha=1.0)
+    generator = torch.Generator().manual_seed(0)
+    first = sampler(generator, 0)
+    images = scene.images[scene.i_train]
+    torch.testing.assert_close(images.reshape(-1, 3)[first.pixels], first.target, rtol=0, atol=0)
+    assert first.weights is None  # the precrop's rays are drawn uniformly in the crop
+    hard = 2 * 12 * 12 + 3 * 12 + 5  # slot 2, row 3, column 5
+    sampler.record(dataclasses.replace(first, pixels=torch.tensor([hard])), torch.tensor([0.3]))
+    cropped = sampler(generator, 1)
+    # The crop's uniform draws only: 1 pixel in 3·6·6, 18.5 of 2000 on average (deviation 4.3).
+    assert (cropped.pixels == hard).sum() < 40 and cropped.weights is None
+    late = sampler(generator, 2)
+    on_hard = late.pixels == hard
+    # The unseen pixels' UNSEEN_ERROR is 432e-6 against 0.3: about 1.4 of the 1000 error draws fall elsewhere.
+    assert on_hard[:1000].sum() >= 990 and on_hard[1000:].sum() < 20
+    relative = sampler.errors.relative_probability(late.pixels, 0.5)
+    torch.testing.assert_close(late.weights.double(), (1 / relative) / (1 / relative).mean(), rtol=1e-6, atol=0)
+    assert late.weights[on_hard].max() < 0.01 < late.weights[~on_hard].min()
+
+
+def test_weighted_rays_take_autograds_gradients_of_the_weighted_error():
+    """With a batch's weights w the step's gradients, in sub-batches of 7, are autograd's of Σ w (rgb − target)² / (3 n)
+    (float64), and the loss it reports is still the plain mean squared error."""
+    state = make_state()
+    state.model.double()
+    weights = torch.rand(N_RAYS, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2
+    batch = float64_batch(make_batch(), weights=weights)
+    background = torch.ones(3, dtype=torch.float64)
+    grad = lambda rays, t: RadianceField.evaluate(state.model.field.grad_networks(), rays, t)  # noqa: E731
+    rgb = render_training(grad, state.model.sections, batch.rays, background, MODEL.samples_per_section, jitter=batch.jitter).rgb
+    squared = ((rgb - batch.target) ** 2).sum(-1)
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    expected = torch.autograd.grad(torch.sum(weights * squared) / (3 * N_RAYS), params)
+    loss, ray_errors = TrainStep(state.model, background, precision="fp32", chunk=7)._backward(batch, None)
+    for p, g in zip(params, expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss, squared.mean().detach().float() / 3, rtol=1e-6, atol=0)
+    torch.testing.assert_close(ray_errors.double(), squared.detach(), rtol=1e-6, atol=0)  # rgb is taken in float32
+
+
+def test_per_view_draws_give_every_view_its_share():
+    """PixelErrors with per_view: a view is drawn uniformly and a pixel within it by its error, whatever the views' totals:
+    60,000 draws follow (1/V)·eᵢ/Σ_v e, and relative_probability is P·p of that mixture (float64)."""
+    errors = PixelErrors(3, 2, torch.device("cpu"), per_view=True)
+    e = torch.tensor([9.0, 1.0, 0.01, 0.03, 0.0, 2.0])  # view totals 10, 0.04 and 2
+    errors.record(torch.arange(6), e)
+    drawn = errors.draw(torch.Generator().manual_seed(1), 60000)
+    expected = torch.tensor([0.9, 0.1, 0.25, 0.75, 0.0, 1.0], dtype=torch.float64) / 3
+    # Binomial deviation at p = 1/3 over 60,000 draws is 0.0019: 0.008 is four of them.
+    torch.testing.assert_close(torch.bincount(drawn, minlength=6).double() / 60000, expected, rtol=0, atol=8e-3)
+    f, pixels = 0.5, torch.tensor([0, 3, 5, 4])
+    torch.testing.assert_close(errors.relative_probability(pixels, f), (1 - f) + f * 6 * expected[pixels], rtol=1e-12, atol=0)

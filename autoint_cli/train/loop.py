@@ -47,6 +47,9 @@ class Training:
         run = config.run
         self.dist = dist
         self.run_dir = Path(run.basedir) / run.expname
+        if run.sample_by_error > 0 and dist.active:
+            raise ConfigError(f"sample_by_error {run.sample_by_error:g} keeps the pixels' errors in one process: it does not run under "
+                              f"torchrun ({dist.world_size} processes); set it to 0")
         if run.N_rand % dist.world_size:
             raise ConfigError(f"N_rand {run.N_rand} does not split evenly over {dist.world_size} processes; make it a multiple of {dist.world_size}")
         scene = scene_from_config(config.data)
@@ -73,7 +76,8 @@ class Training:
                         dist.world_size, run.N_rand, run.N_rand // dist.world_size, run.lrate)
         self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist,
                                    run.precrop_iters, run.precrop_frac, run.raw_noise_std, run.random_bkgd, run.post_shift,
-                                   run.sigma_consistency > 0)
+                                   run.sigma_consistency > 0, run.sample_by_error, run.error_alpha,
+                                   run.error_per_view)
         self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
         self.last_saved = self.state.resumed_from
         self.last: Optional[StepResult] = None
@@ -170,6 +174,7 @@ class Training:
             batch = self.sample(self.state.generator, self.state.step)
             try:
                 self.last = self.step(self.state, batch, lambda: stop.signal is not None)
+                self.sample.record(batch, self.last.ray_errors)
             except StepInterrupted:
                 # A step of many sub-batches can take long: a signal ends it between two of them, and the last whole step is saved.
                 logger.info("step %d abandoned on a signal; the weights are those of step %d", self.state.step + 1, self.state.step)

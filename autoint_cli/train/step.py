@@ -43,6 +43,10 @@ class Batch:
             (``post_shift``), or None.
         cross: [n_rays, CROSS_POINTS, 4] points along each ray (u ∈ [0, 1) of [near, far]) and the direction of another
             training pixel's ray to look at each from (``sigma_consistency``), or None.
+        pixels: [n_rays] each ray's pixel as one index into the training views, (slot·H + row)·W + col, where the sampler
+            keeps the pixels' errors (``sample_by_error``), or None.
+        weights: [n_rays] each ray's weight in the squared error (``error_alpha``; mean 1 over the step's rays), or None:
+            all 1.
     """
 
     rays: Rays
@@ -53,6 +57,8 @@ class Batch:
     background: Optional[Tensor] = None
     post_shift: Optional[Tensor] = None
     cross: Optional[Tensor] = None
+    pixels: Optional[Tensor] = None
+    weights: Optional[Tensor] = None
 
 
 # Points per training ray at which sigma_consistency compares the density of two directions: 2 evaluations each, against
@@ -71,10 +77,12 @@ class StepResult:
     Attributes:
         loss: [] this process's share of the step's mean squared error (the sum over processes is the loss).
         skipped: [] 1.0 when the gradients held a NaN or inf and the weights were left unchanged, else 0.0.
+        ray_errors: [local rays] each ray's squared error summed over the colour channels, before the step.
     """
 
     loss: Tensor
     skipped: Tensor
+    ray_errors: Optional[Tensor] = None
 
     @property
     def psnr(self) -> Tensor:
@@ -101,11 +109,24 @@ class BatchSampler:
     u ~ U[−s/2, s/2) of a neighbouring section. With ``cross`` each ray gets
     :data:`CROSS_POINTS` points u ~ U[0, 1) along it, each with the direction of
     the ray of another random training pixel (``sigma_consistency``).
+    With ``error_share`` f > 0 (``sample_by_error``), after the precrop steps a
+    share f of each batch's rays are drawn with probability proportional to
+    the squared error their pixel had when last trained on (:class:`PixelErrors`,
+    fed by :meth:`record`) and the rest uniformly, so that steps go where the
+    field is still wrong (the object's edges and detail) more than to what it
+    already renders (empty background). With ``error_alpha`` a > 0 each ray's
+    squared error is then weighted by w ∝ (P·p)^−a, p the probability that the
+    mixture drew its pixel and P the training pixels, scaled to a mean of 1 over
+    the step: a = 0 trains on the rays as drawn (hard pixels count more), a = 1
+    on the uniform objective (the draws only lower its variance). With
+    ``error_per_view`` the error share draws each view equally often and only
+    the pixels within a view by error (:class:`PixelErrors`).
     """
 
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
                  precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False,
-                 post_shift: float = 0.0, cross: bool = False):
+                 post_shift: float = 0.0, cross: bool = False, error_share: float = 0.0, error_alpha: float = 0.0,
+                 error_per_view: bool = False):
         self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
         self.post_shift, self.cross = post_shift, cross
         # Only the training views go to the device, indexed by their place k in i_train (a slot).
@@ -121,17 +142,29 @@ class BatchSampler:
         h, w = scene.H, scene.W
         crop_h, crop_w = max(1, int(h * precrop_frac)), max(1, int(w * precrop_frac))
         self.crop = (h // 2 - crop_h // 2, w // 2 - crop_w // 2, crop_h, crop_w)  # top, left, height, width
+        self.by_error, self.error_share, self.error_alpha = round(error_share * n_rays), error_share, error_alpha
+        self.errors = PixelErrors(self.images.shape[0], h * w, device, error_per_view) if self.by_error else None
 
-    def _pixels(self, generator: torch.Generator, step: int, shape: Optional[Tuple[int, ...]] = None):
+    def _pixels(self, generator: torch.Generator, step: int, shape: Optional[Tuple[int, ...]] = None, by_error: int = 0):
         """(slot, row, col) of ``n_rays`` pixels (or of ``shape``), slot k being training view i_train[k]: anywhere, or in the
-        central crop while ``step`` < precrop_iters."""
-        top, left, h, w = (0, 0, self.scene.H, self.scene.W) if step >= self.precrop_iters else self.crop
+        central crop while ``step`` < precrop_iters. After the precrop, the first ``by_error`` of them come from the
+        pixels' errors."""
+        cropped = step < self.precrop_iters
+        top, left, h, w = self.crop if cropped else (0, 0, self.scene.H, self.scene.W)
         index = torch.randint(0, self.images.shape[0] * h * w, shape or (self.n_rays,), generator=generator, device=generator.device)
+        if by_error and not cropped:
+            index[:by_error] = self.errors.draw(generator, by_error)
         pixel = index % (h * w)
         return index // (h * w), top + pixel // w, left + pixel % w
 
+    def record(self, batch: Batch, ray_errors: Tensor) -> None:
+        """Keeps each of the batch's pixels' squared error [local rays] for the error share of later batches (no-op
+        without one)."""
+        if self.errors is not None and batch.pixels is not None:
+            self.errors.record(batch.pixels, ray_errors)
+
     def __call__(self, generator: torch.Generator, step: int = 0) -> Batch:
-        views, rows, cols = (x[self.local] for x in self._pixels(generator, step))  # views: slots
+        views, rows, cols = (x[self.local] for x in self._pixels(generator, step, by_error=self.by_error))  # views: slots
         jitter = torch.rand(self.jitter_shape, generator=generator, device=self.device)[self.local]
         noise = None
         if self.raw_noise_std > 0:
@@ -147,7 +180,14 @@ class BatchSampler:
         if self.post_shift > 0:  # drawn last, for the same reason
             n_inner = self.jitter_shape[1] - 1
             shift = self.post_shift * (torch.rand((self.n_rays, n_inner), generator=generator, device=self.device)[self.local] - 0.5)
-        return Batch(rays, target, jitter, self.n_rays, noise, background, shift, self._cross(generator, step) if self.cross else None)
+        pixels, weights = None, None
+        if self.errors is not None:
+            pixels = (views * self.scene.H + rows) * self.scene.W + cols
+            if self.error_alpha > 0 and step >= self.precrop_iters:
+                weights = self.errors.relative_probability(pixels, self.error_share) ** -self.error_alpha
+                weights = (weights / weights.mean()).float()
+        cross = self._cross(generator, step) if self.cross else None
+        return Batch(rays, target, jitter, self.n_rays, noise, background, shift, cross, pixels, weights)
 
     def _cross(self, generator: torch.Generator, step: int) -> Tensor:
         """[local rays, CROSS_POINTS, 4]: u ~ U[0, 1) and the direction of another random training pixel's ray (drawn last)."""
@@ -155,6 +195,64 @@ class BatchSampler:
         views, rows, cols = (x[self.local] for x in self._pixels(generator, step, (self.n_rays, CROSS_POINTS)))
         others = pixel_rays(self.c2w[views], rows, cols, self.scene.intrinsics, self.scene.near, self.scene.far, self.scene.ndc)
         return torch.cat((u, others.directions), -1)
+
+
+class PixelErrors:
+    """The squared error of each training pixel when it was last trained on, and draws of pixels in proportion to it.
+
+    A pixel never drawn counts :data:`UNSEEN_ERROR` (near nothing: the error
+    share goes to pixels known to be wrong, and the uniform share finds the
+    rest). Draws invert the cumulative sum of the errors, which is made again
+    every :data:`ERROR_CDF_EVERY` draws (a sum over every pixel each step would
+    cost a few percent of a step), so they follow the errors a few steps late.
+    With ``per_view`` the view is drawn uniformly and only the pixel within it
+    by error: pixel i of view v has probability (1/V)·eᵢ/Σ_v e, so every
+    training direction keeps its share of the rays. Pixels are indexed view
+    by view, ``pixels_per_view`` each.
+    """
+
+    def __init__(self, n_views: int, pixels_per_view: int, device: torch.device, per_view: bool = False):
+        self.errors = torch.full((n_views * pixels_per_view,), UNSEEN_ERROR, device=device)
+        self.n_views, self.per_view = n_views, per_view
+        self.cdf: Optional[Tensor] = None
+        self.draws = 0
+
+    def record(self, pixels: Tensor, errors: Tensor) -> None:
+        """pixels [n] (flat indices), errors [n] ≥ 0: the newest error of each."""
+        self.errors[pixels] = errors.detach().to(self.errors.dtype)
+
+    def _sums(self) -> Tensor:
+        """[P] the cumulative sum that :meth:`draw` inverts (float64: float32 loses small errors among 10⁷ pixels): of all
+        errors, or, per view, each view's normalised to 1 and offset by the view's index v, so that the view's pixels
+        fill [v, v + 1)."""
+        if not self.per_view:
+            return torch.cumsum(self.errors.double(), 0)
+        views = torch.cumsum(self.errors.double().view(self.n_views, -1), 1)
+        offsets = torch.arange(self.n_views, device=views.device, dtype=views.dtype)[:, None]
+        return (views / views[:, -1:] + offsets).view(-1)
+
+    def draw(self, generator: torch.Generator, n: int) -> Tensor:
+        """[n] pixel indices, each i with probability eᵢ / Σ e (or (1/V)·eᵢ/Σ_v e, ``per_view``)."""
+        if self.cdf is None or self.draws % ERROR_CDF_EVERY == 0:
+            self.cdf = self._sums()
+        self.draws += 1
+        u = torch.rand(n, generator=generator, device=self.errors.device, dtype=torch.float64) * self.cdf[-1]
+        return torch.searchsorted(self.cdf, u, right=True).clamp_(max=self.errors.numel() - 1)
+
+    def relative_probability(self, pixels: Tensor, share: float) -> Tensor:
+        """[n] P·p for pixels [n]: p = (1 − f)/P + f·q_i, the probability that a batch with error share f drew pixel i, q_i
+        its probability in the last :meth:`draw` (eᵢ/Σ e, or (1/V)·eᵢ/Σ_v e per view), and P the pixels (P·p is 1 for
+        every pixel when the draws are uniform)."""
+        cdf = self.cdf
+        mass = cdf[pixels] - torch.where(pixels > 0, cdf[(pixels - 1).clamp_(min=0)], torch.zeros_like(cdf[:1]))
+        return (1 - share) + share * self.errors.numel() * mass / cdf[-1]
+
+
+# The error a pixel counts before it is first drawn (sample_by_error): small against any error worth a step (a 40 dB pixel
+# is 3e-4 over three channels), so that the error share starts on pixels known to be wrong.
+UNSEEN_ERROR = 1e-6
+# Draws between two cumulative sums of the pixels' errors (sample_by_error).
+ERROR_CDF_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -192,11 +290,12 @@ SAMPLER_FIT_FLOOR = 0.25
 class TrainingLoss(nn.Module):
     """The training renderer and the squared error as one module, so that one torch.compile graph (and DistributedDataParallel's hooks) covers both.
 
-    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross)``
+    ``forward(origins, directions, near, far, target, jitter, background, sigma_noise, post_shift, cross, weights)``
     takes the tensors of a sub-batch of rays (tensors, not a :class:`Rays`, so
     a compiled graph guards on shapes only; ``background`` is [3], or [n_rays, 3]
-    with a colour per ray) and returns (Σ (rgb − target)², Σ (λ V + μ D + ν Δ + κ Ω + β E + γ P + η C))
-    over the sub-batch: [] each, V the :func:`colour_variation`, D the
+    with a colour per ray) and returns (Σ w e, Σ (λ V + μ D + ν Δ + κ Ω + β E + γ P + η C), e):
+    the sums over the sub-batch, [] each, and e [n_rays] each ray's Σ (rgb − target)² over
+    its channels (no gradient), w the rays' ``weights`` (1 when None); V the :func:`colour_variation`, D the
     :func:`negative_density`, Δ the :func:`density_disagreement`, Ω the
     :func:`weight_distortion` of each ray, E its mean squared error over the colour channels
     rendered on the strata (:func:`render_strata`), P its :func:`post_misfit` and C its mean
@@ -211,12 +310,13 @@ class TrainingLoss(nn.Module):
 
     def forward(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor, target: Tensor, jitter: Tensor, background: Tensor,
                 sigma_noise: Optional[Tensor] = None, post_shift: Optional[Tensor] = None,
-                cross: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                cross: Optional[Tensor] = None, weights: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
         rays = Rays(origins, directions, near, far)
         m, kappa = self.model.config.samples_per_section, self.model.config.colour_by_density
         out = render_training(self.grad, self.model.sections, rays, background, m, jitter=jitter, sigma_noise=sigma_noise, post_shift=post_shift,
                               colour_by_density=kappa)
-        squared = torch.sum((out.rgb.float() - target) ** 2)
+        ray_errors = torch.sum((out.rgb.float() - target) ** 2, -1)
+        squared = ray_errors.sum() if weights is None else torch.sum(weights * ray_errors)
         penalty = torch.zeros_like(squared)
         if self.penalties.smooth_rgb > 0:
             penalty = penalty + self.penalties.smooth_rgb * colour_variation(out.samples).sum()
@@ -235,7 +335,7 @@ class TrainingLoss(nn.Module):
         if self.penalties.coarse_loss > 0:
             coarse = render_merged(out, 2, directions.norm(dim=-1, keepdim=True), background, kappa)
             penalty = penalty + self.penalties.coarse_loss * torch.sum((coarse.rgb - target) ** 2) / 3
-        return squared, penalty
+        return squared, penalty, ray_errors.detach()
 
 
 class TrainStep:
@@ -275,18 +375,19 @@ class TrainStep:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         state.optimizer.zero_grad(set_to_none=True)
         with matmul_precision(self.precision):
-            loss = self._backward(batch, None if self.dist.active else interrupted)
+            loss, ray_errors = self._backward(batch, None if self.dist.active else interrupted)
             # Read by Adam.step as torch.amp.GradScaler would set it. The gradients are the same on every rank after the
             # all-reduce, so every rank takes the same decision.
             skipped = nonfinite_flag([p.grad for p in self.params if p.grad is not None])
             state.optimizer.found_inf = skipped
             state.optimizer.step()
         state.step += 1
-        return StepResult(loss, skipped)
+        return StepResult(loss, skipped, ray_errors)
 
-    def _backward(self, batch: Batch, interrupted: Optional[Callable[[], bool]]) -> Tensor:
-        """Accumulates the gradients of the batch's loss over sub-batches of ``chunk`` rays; returns this share's loss."""
-        total = torch.zeros((), device=self.device)
+    def _backward(self, batch: Batch, interrupted: Optional[Callable[[], bool]]) -> Tuple[Tensor, Tensor]:
+        """Accumulates the gradients of the batch's loss over sub-batches of ``chunk`` rays; returns this share's loss and
+        its rays' squared errors [local rays]."""
+        total, ray_errors = torch.zeros((), device=self.device), []
         n_local = batch.target.shape[0]
         parts = chunk_slices(n_local, self.chunk)
         for part in parts:
@@ -300,12 +401,15 @@ class TrainStep:
             shift = None if batch.post_shift is None else batch.post_shift[part]
             cross = None if batch.cross is None else batch.cross[part]
             background = self.background if batch.background is None else batch.background[part]
+            weights = None if batch.weights is None else batch.weights[part]
             with sync:
                 with autocast(self.precision, self.device):
-                    squared, penalty = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part], batch.jitter[part],
-                                                 background, noise, shift, cross)
+                    fit, penalty, errors = self.loss(rays.origins, rays.directions, rays.near, rays.far, batch.target[part],
+                                                     batch.jitter[part], background, noise, shift, cross, weights)
+                # Copied now: a CUDA-graph replay's outputs are overwritten by the next replay.
+                ray_errors.append(errors.clone())
                 # This sub-batch's share of the rank's mean; DDP then averages the ranks' gradients.
-                loss = squared / (3 * n_local)
-                (loss + penalty / n_local).backward()
-            total += loss.detach() / self.dist.world_size
-        return total
+                ((fit / 3 + penalty) / n_local).backward()
+            # The loss reported is the plain mean squared error, whatever the weights.
+            total += errors.sum().detach() / (3 * n_local * self.dist.world_size)
+        return total, torch.cat(ray_errors)
