@@ -160,9 +160,9 @@ class RunConfig:
                                "that its pixel was drawn and P the training pixels (scaled to a mean of 1 a step): 0 trains on "
                                "the rays as drawn, so the hard pixels count more; 1 keeps the uniform objective and the draws "
                                "only lower its variance", minimum=0, default=0.0)
-    error_per_view: bool = _help("with sample_by_error: draw the error share's views uniformly and only each view's pixels by "
-                                 "their error, so that every training direction keeps its share of the rays (AutoInt's "
-                                 "density depends on the direction)", default=False)
+    error_iters: int = _help("with sample_by_error: steps (after the precrop) over which its share falls linearly to 0, so that "
+                             "the error draws speed the start up and the uniform draws have the end (0: it stays)", minimum=0,
+                             default=0)
     post_shift: float = _help("while training, move each inner post of the sampler's sections by up to this share of the "
                               "neighbouring section (0 to 1), so that the field is fitted on sections that straddle the trained ones",
                               minimum=0, default=0.0)
@@ -356,8 +356,8 @@ def check_train_config(config: TrainConfig) -> None:
         raise ConfigError(f"post_shift must be in [0, 1], got {r.post_shift}")
     if r.sample_by_error > 1:
         raise ConfigError(f"sample_by_error is a share of the rays: it must be in [0, 1], got {r.sample_by_error:g}")
-    if (r.error_alpha > 0 or r.error_per_view) and not r.sample_by_error > 0:
-        what = f"error_alpha {r.error_alpha:g}" if r.error_alpha > 0 else "error_per_view"
+    if (r.error_alpha > 0 or r.error_iters > 0) and not r.sample_by_error > 0:
+        what = f"error_alpha {r.error_alpha:g}" if r.error_alpha > 0 else f"error_iters {r.error_iters}"
         raise ConfigError(f"{what} shapes the rays that sample_by_error draws: set sample_by_error too")
     if not r.lrate > 0:
         raise ConfigError(f"lrate must be positive, got {r.lrate}")

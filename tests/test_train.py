@@ -166,7 +166,7 @@ def test_training_beats_an_untrained_model(tmp_path):
     (["--n_sections", "0"], "autoint-train: error: n_sections must be at least 1, got 0"),
     (["--lrate", "-1"], "autoint-train: error: lrate must be positive, got -1.0"),
     (["--expname", "../escape"], "autoint-train: error: expname must be a plain folder name"),
-    (["--error_per_view"], "autoint-train: error: error_per_view shapes the rays that sample_by_error draws: set sample_by_error too"),
+    (["--error_iters", "100"], "autoint-train: error: error_iters 100 shapes the rays that sample_by_error draws: set sample_by_error too"),
     (["--sample_by_error", "1.5"], "autoint-train: error: sample_by_error is a share of the rays: it must be in [0, 1], got 1.5"),
     (["--error_alpha", "1"], "autoint-train: error: error_alpha 1 shapes the rays that sample_by_error draws: set sample_by_error too"),
 ])

@@ -77,7 +77,7 @@ class Training:
         self.sample = BatchSampler(scene, device, run.N_rand, config.model.n_sections, config.model.samples_per_section, dist,
                                    run.precrop_iters, run.precrop_frac, run.raw_noise_std, run.random_bkgd, run.post_shift,
                                    run.sigma_consistency > 0, run.sample_by_error, run.error_alpha,
-                                   run.error_per_view)
+                                   run.error_iters)
         self.nonfinite = NonfiniteSteps(device, run.max_nonfinite_steps, self.state.step)
         self.last_saved = self.state.resumed_from
         self.last: Optional[StepResult] = None

@@ -119,14 +119,15 @@ class BatchSampler:
     mixture drew its pixel and P the training pixels, scaled to a mean of 1 over
     the step: a = 0 trains on the rays as drawn (hard pixels count more), a = 1
     on the uniform objective (the draws only lower its variance). With
-    ``error_per_view`` the error share draws each view equally often and only
-    the pixels within a view by error (:class:`PixelErrors`).
+    ``error_iters`` K > 0 the share falls linearly from f to 0 over the first
+    K steps after the precrop: the error draws speed the start up, and the
+    uniform draws have the end.
     """
 
     def __init__(self, scene: Scene, device: torch.device, n_rays: int, n_sections: int, samples_per_section: int, dist: Distributed = SINGLE,
                  precrop_iters: int = 0, precrop_frac: float = 0.5, raw_noise_std: float = 0.0, random_bkgd: bool = False,
                  post_shift: float = 0.0, cross: bool = False, error_share: float = 0.0, error_alpha: float = 0.0,
-                 error_per_view: bool = False):
+                 error_iters: int = 0):
         self.scene, self.device, self.n_rays, self.raw_noise_std = scene, device, n_rays, raw_noise_std
         self.post_shift, self.cross = post_shift, cross
         # Only the training views go to the device, indexed by their place k in i_train (a slot).
@@ -142,17 +143,26 @@ class BatchSampler:
         h, w = scene.H, scene.W
         crop_h, crop_w = max(1, int(h * precrop_frac)), max(1, int(w * precrop_frac))
         self.crop = (h // 2 - crop_h // 2, w // 2 - crop_w // 2, crop_h, crop_w)  # top, left, height, width
-        self.by_error, self.error_share, self.error_alpha = round(error_share * n_rays), error_share, error_alpha
-        self.errors = PixelErrors(self.images.shape[0], h * w, device, error_per_view) if self.by_error else None
+        self.error_share, self.error_alpha, self.error_iters = error_share, error_alpha, error_iters
+        self.errors = PixelErrors(self.images.shape[0] * h * w, device) if self.error_share > 0 else None
+
+    def share_at(self, step: int) -> float:
+        """The error share of step ``step``: 0 during the precrop, then f, falling linearly to 0 over ``error_iters`` steps
+        when that is set."""
+        if step < self.precrop_iters:
+            return 0.0
+        if not self.error_iters:
+            return self.error_share
+        return self.error_share * max(0.0, 1.0 - (step - self.precrop_iters) / self.error_iters)
 
     def _pixels(self, generator: torch.Generator, step: int, shape: Optional[Tuple[int, ...]] = None, by_error: int = 0):
         """(slot, row, col) of ``n_rays`` pixels (or of ``shape``), slot k being training view i_train[k]: anywhere, or in the
-        central crop while ``step`` < precrop_iters. After the precrop, the first ``by_error`` of them come from the
-        pixels' errors."""
+        central crop while ``step`` < precrop_iters. The first ``by_error`` of them come from the pixels' errors (0 during
+        the precrop: the errors' indices are those of whole views)."""
         cropped = step < self.precrop_iters
         top, left, h, w = self.crop if cropped else (0, 0, self.scene.H, self.scene.W)
         index = torch.randint(0, self.images.shape[0] * h * w, shape or (self.n_rays,), generator=generator, device=generator.device)
-        if by_error and not cropped:
+        if by_error:
             index[:by_error] = self.errors.draw(generator, by_error)
         pixel = index % (h * w)
         return index // (h * w), top + pixel // w, left + pixel % w
@@ -164,7 +174,9 @@ class BatchSampler:
             self.errors.record(batch.pixels, ray_errors)
 
     def __call__(self, generator: torch.Generator, step: int = 0) -> Batch:
-        views, rows, cols = (x[self.local] for x in self._pixels(generator, step, by_error=self.by_error))  # views: slots
+        by_error = round(self.share_at(step) * self.n_rays) if self.errors is not None else 0
+        share = by_error / self.n_rays  # what was drawn, for the weights
+        views, rows, cols = (x[self.local] for x in self._pixels(generator, step, by_error=by_error))  # views: slots
         jitter = torch.rand(self.jitter_shape, generator=generator, device=self.device)[self.local]
         noise = None
         if self.raw_noise_std > 0:
@@ -183,8 +195,8 @@ class BatchSampler:
         pixels, weights = None, None
         if self.errors is not None:
             pixels = (views * self.scene.H + rows) * self.scene.W + cols
-            if self.error_alpha > 0 and step >= self.precrop_iters:
-                weights = self.errors.relative_probability(pixels, self.error_share) ** -self.error_alpha
+            if self.error_alpha > 0 and share > 0:
+                weights = self.errors.relative_probability(pixels, share) ** -self.error_alpha
                 weights = (weights / weights.mean()).float()
         cross = self._cross(generator, step) if self.cross else None
         return Batch(rays, target, jitter, self.n_rays, noise, background, shift, cross, pixels, weights)
@@ -205,15 +217,10 @@ class PixelErrors:
     rest). Draws invert the cumulative sum of the errors, which is made again
     every :data:`ERROR_CDF_EVERY` draws (a sum over every pixel each step would
     cost a few percent of a step), so they follow the errors a few steps late.
-    With ``per_view`` the view is drawn uniformly and only the pixel within it
-    by error: pixel i of view v has probability (1/V)·eᵢ/Σ_v e, so every
-    training direction keeps its share of the rays. Pixels are indexed view
-    by view, ``pixels_per_view`` each.
     """
 
-    def __init__(self, n_views: int, pixels_per_view: int, device: torch.device, per_view: bool = False):
-        self.errors = torch.full((n_views * pixels_per_view,), UNSEEN_ERROR, device=device)
-        self.n_views, self.per_view = n_views, per_view
+    def __init__(self, n_pixels: int, device: torch.device):
+        self.errors = torch.full((n_pixels,), UNSEEN_ERROR, device=device)
         self.cdf: Optional[Tensor] = None
         self.draws = 0
 
@@ -221,28 +228,17 @@ class PixelErrors:
         """pixels [n] (flat indices), errors [n] ≥ 0: the newest error of each."""
         self.errors[pixels] = errors.detach().to(self.errors.dtype)
 
-    def _sums(self) -> Tensor:
-        """[P] the cumulative sum that :meth:`draw` inverts (float64: float32 loses small errors among 10⁷ pixels): of all
-        errors, or, per view, each view's normalised to 1 and offset by the view's index v, so that the view's pixels
-        fill [v, v + 1)."""
-        if not self.per_view:
-            return torch.cumsum(self.errors.double(), 0)
-        views = torch.cumsum(self.errors.double().view(self.n_views, -1), 1)
-        offsets = torch.arange(self.n_views, device=views.device, dtype=views.dtype)[:, None]
-        return (views / views[:, -1:] + offsets).view(-1)
-
     def draw(self, generator: torch.Generator, n: int) -> Tensor:
-        """[n] pixel indices, each i with probability eᵢ / Σ e (or (1/V)·eᵢ/Σ_v e, ``per_view``)."""
+        """[n] pixel indices, each i with probability eᵢ / Σ e (float64 sums: float32 loses small errors among 10⁷ pixels)."""
         if self.cdf is None or self.draws % ERROR_CDF_EVERY == 0:
-            self.cdf = self._sums()
+            self.cdf = torch.cumsum(self.errors.double(), 0)
         self.draws += 1
         u = torch.rand(n, generator=generator, device=self.errors.device, dtype=torch.float64) * self.cdf[-1]
         return torch.searchsorted(self.cdf, u, right=True).clamp_(max=self.errors.numel() - 1)
 
     def relative_probability(self, pixels: Tensor, share: float) -> Tensor:
-        """[n] P·p for pixels [n]: p = (1 − f)/P + f·q_i, the probability that a batch with error share f drew pixel i, q_i
-        its probability in the last :meth:`draw` (eᵢ/Σ e, or (1/V)·eᵢ/Σ_v e per view), and P the pixels (P·p is 1 for
-        every pixel when the draws are uniform)."""
+        """[n] P·p for pixels [n]: p = (1 − f)/P + f·eᵢ/Σ e, the probability that a batch with error share f drew pixel i
+        by the last :meth:`draw`'s sums, and P the pixels (P·p is 1 for every pixel when the draws are uniform)."""
         cdf = self.cdf
         mass = cdf[pixels] - torch.where(pixels > 0, cdf[(pixels - 1).clamp_(min=0)], torch.zeros_like(cdf[:1]))
         return (1 - share) + share * self.errors.numel() * mass / cdf[-1]
