@@ -41,11 +41,12 @@ SMOKE = {"config": str(ROOT / "configs" / "demo.txt"), "seconds": 6.0, "seeds": 
 # Keys of the JSON that must agree for seeds of two calls to be pooled.
 # (Not the datadir: a copy of the scene elsewhere, with the same SHA-256, is the same scene.)
 SETTINGS = ("config", "config_text", "scene_sha256", "seconds", "train_args", "n_sections", "refine", "refine_sections", "splits",
-            "precision", "compile", "trainings_at_once", "i_img", "compile_cache", "skip_empty", "window_sections")
+            "precision", "compile", "trainings_at_once", "i_img", "compile_cache", "skip_empty", "window_sections",
+            "cuda_graphs")
 # What a JSON written before a setting existed meant by it (unrefined: no refine_sections, which changes nothing then; the
 # config's own TensorBoard validation renders, every 500 steps in every recipe, inside the budget).
 SETTING_DEFAULTS = {"refine": [1], "refine_sections": None, "i_img": None, "compile_cache": None, "skip_empty": False,
-                    "window_sections": None}
+                    "window_sections": None, "cuda_graphs": False}
 # The trainings render no TensorBoard validation image (autoint-train's i_img; 0: never), as they render no videos or test
 # sets: on lego each cost 5-8% of a 400 s budget's steps (docs/QUALITY.md, fourteenth session).
 I_IMG = 0
@@ -80,6 +81,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="score frames that skip empty space, as autoint-view draws them (autoint-eval --skip_empty)")
     parser.add_argument("--window_sections", type=int,
                         help="with --skip_empty: autoint-eval's --window_sections (default: autoint-eval's; 0: all N)")
+    parser.add_argument("--cuda_graphs", action="store_true",
+                        help="compiled test scores replay each piece of rays as a CUDA graph (autoint-eval --cuda_graphs): "
+                             "frames that skip empty space are then not held up by the CPU's calls")
     parser.add_argument("--at_once", action="store_true",
                         help="train the seeds at the same time on one device (each gets a share of it: the JSON says so)")
     parser.add_argument("--alongside", type=int, default=0,
@@ -185,7 +189,13 @@ def eval_command(args: argparse.Namespace, seed: int, split: str) -> List[str]:
     return autoint("eval", "--expdir", str(args.workdir / f"seed{seed}"), "--split", split, "--testskip", str(skip),
                    "--n_sections", *map(str, args.n_sections), "--refine", *map(str, args.refine), "--refine_sections",
                    str(args.refine_sections), "--quadrature_samples", "0", "--precision", args.precision, *skip_args(args),
+                   *graph_args(args, split),
                    "--compile", str(args.compile and split == "test").lower(), "--out", str(args.workdir / f"seed{seed}_{split}.json"))
+
+
+def graph_args(args: argparse.Namespace, split: str) -> List[str]:
+    """autoint-eval's flag for CUDA graphs: asked for, on the compiled (test) scores only."""
+    return ["--cuda_graphs", "true"] if args.cuda_graphs and args.compile and split == "test" else []
 
 
 def skip_args(args: argparse.Namespace) -> List[str]:
@@ -333,7 +343,8 @@ def settings_of(args: argparse.Namespace, scene: Dict) -> Dict:
             "refine_sections": args.refine_sections, "splits": args.splits,
             "testskip": args.testskip, "val_testskip": args.val_testskip, "precision": args.precision, "compile": args.compile,
             "trainings_at_once": (len(args.seeds) if args.at_once else 1) + args.alongside, "i_img": I_IMG,
-            "compile_cache": COMPILE_CACHE, "skip_empty": args.skip_empty, "window_sections": args.window_sections if args.skip_empty else None}
+            "compile_cache": COMPILE_CACHE, "skip_empty": args.skip_empty, "window_sections": args.window_sections if args.skip_empty else None,
+            "cuda_graphs": args.cuda_graphs}
 
 
 def earlier_seeds(out: Path, settings: Dict, instead: str = "choose another --out") -> Dict[str, Dict]:
@@ -434,6 +445,8 @@ def table(report: Dict) -> str:
         lines.append(f"  {s['trainings_at_once']} trainings shared the device: not comparable with trainings run alone")
     if s.get("skip_empty"):
         lines.append(f"  frames skip empty space (section windows of {s['window_sections'] or 'all N'}), as autoint-view draws them")
+    if s.get("cuda_graphs"):
+        lines.append("  compiled frames replayed as CUDA graphs")
     for split in s["splits"]:
         for n, v in summary[split].items():
             lines.append(f"  {split} N={n}: PSNR {v['psnr_mean']:.2f} ± {v['psnr_std']:.2f} dB, SSIM {v['ssim_mean']:.4f}, "

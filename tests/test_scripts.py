@@ -293,6 +293,23 @@ def test_bench_quality_smoke_scores_two_seeds_and_adds_to_its_json(tmp_path):
     assert other.returncode == 1 and "holds runs with other settings (seconds)" in other.stderr and "Traceback" not in other.stderr
 
 
+def test_bench_quality_asks_for_cuda_graphs_on_compiled_test_scores_only(tmp_path):
+    """--cuda_graphs reaches autoint-eval for the compiled test split, never for the eager val split or an uncompiled call,
+    and the settings record it (so such scores never pool with scores of calls launched kernel by kernel)."""
+    import argparse
+
+    module = bench_quality_module()
+    base = dict(workdir=tmp_path, testskip=1, val_testskip=2, n_sections=[16], refine=[1], refine_sections=1, precision="bf16",
+                skip_empty=True, window_sections=0)
+    for graphs, compiled in ((True, True), (True, False), (False, True)):
+        args = argparse.Namespace(cuda_graphs=graphs, compile=compiled, **base)
+        test, val = module.eval_command(args, 0, "test"), module.eval_command(args, 0, "val")
+        assert ("--cuda_graphs" in test) == (graphs and compiled) and "--cuda_graphs" not in val
+        if graphs and compiled:
+            assert test[test.index("--cuda_graphs") + 1] == "true"
+    assert "cuda_graphs" in module.SETTINGS and module.SETTING_DEFAULTS["cuda_graphs"] is False
+
+
 def test_bench_quality_trains_each_seed_with_empty_compile_caches_of_its_own(tmp_path, monkeypatch):
     """A seed trained after another on one machine must not find its kernels compiled (about 25 s of a 400 s budget)."""
     import argparse
