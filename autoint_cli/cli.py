@@ -23,6 +23,7 @@ from .config import (
     ConfigError,
     DataConfig,
     EvalConfig,
+    EvalSpeedConfig,
     LoadConfig,
     RenderConfig,
     SpeedConfig,
@@ -439,15 +440,17 @@ def view_main(argv: Optional[Sequence[str]] = None) -> int:
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     """``autoint-eval --expdir logs/<expname> [...]``: PSNR/SSIM/LPIPS and timings as JSON, Markdown and a plot."""
     parser = ArgumentParser(prog="autoint-eval", description="Evaluate a trained run: integral rendering at several N against quadrature.")
-    load, speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, SpeedConfig, EvalConfig)
+    load, eval_speed, options, device_name = _parse_loaded(parser, argv, LoadConfig, EvalSpeedConfig, EvalConfig)
 
     def body() -> int:
         with _distributed(device_name) as (dist, device):
+            speed = eval_speed.resolved(device.type == "cuda", options.skip_empty)
             out = options.out or load.expdir / "metrics.json"
             _check_output(out, folder=False)
             run = load_run(load.expdir, device, load.ckpt, load.testskip)
             base = render_settings(speed, run.config.run.precision, refine_sections=options.refine_sections)
-            skipping = Skipping(window=options.window_sections or None) if options.skip_empty else None
+            # An evaluation's frames share one size: its first pass can be one piece of its own (see Skipping).
+            skipping = Skipping(window=options.window_sections or None, whole_first_pass=True) if options.skip_empty else None
             metrics = evaluate(run, device, base, options.n_sections, options.quadrature_samples, options.split, load.max_views, dist,
                                options.refine, skipping)
         if metrics is None:  # another rank than 0: rank 0 writes the metrics

@@ -254,6 +254,23 @@ class ViewSpeedConfig(SpeedConfig):
         return SpeedConfig(**{**values, "compile": compile_, "cuda_graphs": graphs})
 
 
+@dataclass(frozen=True)
+class EvalSpeedConfig(SpeedConfig):
+    """SpeedConfig for ``autoint-eval``: frames that skip empty space come in several pieces of rays each, and compiled
+    without CUDA graphs each piece waits on the CPU's call (on an H200 such frames were slower than drawing every
+    pixel), so with ``--skip_empty`` and ``--compile`` on CUDA the pieces are replayed as graphs unless told otherwise."""
+
+    cuda_graphs: Optional[bool] = _help("on CUDA, replay each chunk shape as one CUDA graph (default: on with --skip_empty and "
+                                        "--compile, unless --compile_mode makes graphs of its own; else off)", default=None)
+
+    def resolved(self, cuda: bool, skip_empty: bool) -> SpeedConfig:
+        """The plain SpeedConfig, the graphs decided by the device, skipping and compiling when left to the default."""
+        own_graphs = self.compile and self.compile_mode in GRAPHING_COMPILE_MODES
+        graphs = cuda and skip_empty and self.compile and not own_graphs if self.cuda_graphs is None else self.cuda_graphs
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SpeedConfig)}
+        return SpeedConfig(**{**values, "cuda_graphs": bool(graphs)})
+
+
 REFINE_HELP = ("R: a second pass of the integral renderer cuts the sections around each ray's surface (its section of most "
                "weight) in R each, with Phi at only their new posts (1: one pass)")
 # Skipping empty space and section windows (autoint_cli.render.skipping), as autoint-view and autoint-eval take them.

@@ -105,6 +105,7 @@ def evaluate(
         "processes": dist.world_size,
         "skip_empty": skipping is not None,
         "window_sections": skipping.window if skipping is not None else None,
+        "whole_first_pass": skipping.whole_first_pass if skipping is not None else None,
         "results": results,
     }
 

@@ -48,9 +48,9 @@ def test_eval_draws_every_view_through_the_skipping_path_when_asked(tiny_run, tm
     calls = []
     real = skipping_module.render_skipping_empty
 
-    def blank(renderer, rays, block=4, by="acc", pieces=False, window=None):
-        calls.append((block, by, pieces, window))
-        out = real(renderer, rays, block, by=by, pieces=pieces, window=window)
+    def blank(renderer, rays, block=4, by="acc", pieces=False, window=None, whole_first_pass=False):
+        calls.append((block, by, pieces, window, whole_first_pass))
+        out = real(renderer, rays, block, by=by, pieces=pieces, window=window, whole_first_pass=whole_first_pass)
         return replace(out, rgb=torch.zeros_like(out.rgb))
 
     monkeypatch.setattr(skipping_module, "render_skipping_empty", blank)
@@ -59,7 +59,9 @@ def test_eval_draws_every_view_through_the_skipping_path_when_asked(tiny_run, tm
     assert eval_main(argv) == 0 and calls == []
     assert eval_main(argv + ["--skip_empty", "true", "--window_sections", "3"]) == 0
     run = load_run(run_dir, CPU)
-    assert calls == [(4, "acc", False, 3)] * (len(run.scene.i_test) + 1)  # each view, and the untimed warm-up
+    # each view, and the untimed warm-up; an evaluation's frames share one size, so its first pass is one piece
+    assert calls == [(4, "acc", False, 3, True)] * (len(run.scene.i_test) + 1)
+    assert json.loads(out.read_text())["whole_first_pass"] is True
     for view, scored in zip(run.scene.i_test, json.loads(out.read_text())["results"][0]["per_image"]):
         target = run.scene.images[view].numpy()
         assert scored["psnr"] == pytest.approx(psnr(0 * target, target), abs=1e-6)

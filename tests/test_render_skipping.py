@@ -124,6 +124,27 @@ def test_the_skipped_render_keeps_to_two_shapes(monkeypatch):
     torch.testing.assert_close(skipped.rgb, SphereRenderer(radius=0.8).render(rays).rgb, rtol=0, atol=0)
 
 
+def test_a_whole_first_pass_is_one_piece_of_its_own_size_and_changes_no_pixel(monkeypatch):
+    """``whole_first_pass``: the first pass's h·w rays in one call of exactly that many (no padding to the small piece),
+    the full pass in the two sizes as before, the frame the same to the last bit; a renderer whose chunk cannot hold the
+    first pass, or one that takes no pieces, draws it as before."""
+    monkeypatch.setattr(skipping_module, "PIECE_RAYS", (1000, 100))
+    rays = sphere_view(96)  # a first pass of 24 x 24 = 576 rays: 6 small pieces (24 rays padded) without whole
+    sphere, whole = SphereRenderer(radius=0.8), SphereRenderer(radius=0.8)
+    before = render_skipping_empty(sphere, rays, block=4, pieces=True)
+    after = render_skipping_empty(whole, rays, block=4, pieces=True, whole_first_pass=True)
+    assert sphere.calls[:6] == [100] * 6 and whole.calls[0] == 576 and whole.calls[1:] == sphere.calls[6:]
+    assert set(whole.calls[1:]) <= {1000, 100}
+    for name in ("rgb", "acc", "depth"):
+        torch.testing.assert_close(getattr(after, name), getattr(before, name), rtol=0, atol=0, msg=name)
+    narrow = SphereRenderer(radius=0.8, chunk=500)  # 576 rays do not fit one chunk: pieces, at the chunk's sizes
+    render_skipping_empty(narrow, rays, block=4, pieces=True, whole_first_pass=True)
+    assert 576 not in narrow.calls and set(narrow.calls) <= {500, 100}
+    eager = SphereRenderer(radius=0.8)  # no pieces: the first pass as the renderer's chunks draw it, as always
+    render_skipping_empty(eager, rays, block=4, whole_first_pass=True)
+    assert eager.calls[0] == 576
+
+
 class SectionedSphere(SphereRenderer):
     """The sphere with N equal sections of each ray's [near, far]: its opacity is the weight of the section of the first
     hit. ``window(K)`` renders sections first … first + K − 1 only (a hit outside them is missed); rays drawn that way are
@@ -225,6 +246,18 @@ def test_a_skipping_renderers_warm_up_meets_every_piece_a_frame_can(monkeypatch)
     eager.settings = RenderSettings()  # an eager renderer takes no pieces: its warm-up is the one view
     SkippingRenderer(eager, Skipping(window=2)).warm_up(sphere_view(24))
     assert all(size != 1000 for _, size in eager.shapes)
+
+
+def test_a_warm_up_with_a_whole_first_pass_meets_the_first_pass_shape_of_its_frame_size(monkeypatch):
+    """Frames of the warm-up's size (an evaluation's) then meet no shape the warm-up did not: the first pass's own."""
+    monkeypatch.setattr(skipping_module, "PIECE_RAYS", (1000, 100))
+    field = ShapeRecorder(radius=0.8)
+    frames = SkippingRenderer(field, Skipping(window=2, whole_first_pass=True))
+    frames.warm_up(sphere_view(96))
+    warmed = set(field.shapes)
+    assert ("all", 24 * 24) in warmed and {("all", 1000), ("all", 100), ("window", 1000), ("window", 100)} <= warmed
+    frames.render(sphere_view(96))
+    assert field.shapes == warmed
 
 
 def test_what_peeks_past_a_silhouette_is_not_left_out_by_a_window():

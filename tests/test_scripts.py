@@ -491,6 +491,13 @@ def test_bench_quality_keeps_each_splits_median_and_slowest_frame_and_calls_out_
     report = {"seeds": {"0": {"splits": {"test": {"n_views": 4, "16": stats, "32": even}}}, "1": {"splits": {"test": {"16": older}}}}}
     assert module.slow_frames(report) == [
         "  seed 0, test N=16: slowest frame 40.0 ms, 3.5 times the median: something ran inside the timed loop"]
+    # Over seeds: the median frame's mean where every seed has one, beside the mean frame that the slow one pulls up.
+    two = module.summarise({"0": {"steps": 1, "splits": {"test": {"n_views": 4, "16": stats}}},
+                            "1": {"steps": 3, "splits": {"test": {"n_views": 4, "16": even}}}})["test"]["16"]
+    assert two["ms_median_mean"] == (11.5 + 11.0) / 2 and two["ms_per_frame_mean"] == (18.25 + 11.0) / 2
+    mixed = module.summarise({"0": {"steps": 1, "splits": {"test": {"n_views": 4, "16": stats}}},
+                              "1": {"steps": 3, "splits": {"test": {"n_views": 1, "16": older}}}})["test"]["16"]
+    assert "ms_median_mean" not in mixed
 
 
 def bench_quality_module():

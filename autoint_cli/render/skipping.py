@@ -150,11 +150,17 @@ def render_rays(renderer: Renderer, rays: Rays, pieces: bool, first: Optional[to
 
 
 def first_pass(renderer: Renderer, rays: Rays, block: int, by: str, empty_below: float = EMPTY_BELOW,
-               pieces: bool = False, keep_weights: bool = False) -> Tuple[RenderOutput, torch.Tensor]:
+               pieces: bool = False, keep_weights: bool = False, whole: bool = False) -> Tuple[RenderOutput, torch.Tensor]:
     """(the first pass's output [h, w], the pixels [H, W] (bool) worth rendering at full size) for the rays [H, W]: one ray
     per ``block`` × ``block`` pixels, judged by :func:`first_pass_seen` and spread by :func:`occupied_pixels`. ``pieces``:
-    see :func:`render_in_pieces`."""
-    coarse = render_rays(renderer, rays[block // 2::block, block // 2::block], pieces, keep_weights=keep_weights)
+    see :func:`render_in_pieces`; with ``whole`` too, the first pass is one piece of exactly its h·w rays where the
+    renderer's chunk holds them (a third shape, one per frame size: no padding)."""
+    coarse_rays = rays[block // 2::block, block // 2::block]
+    n = coarse_rays.shape.numel()
+    if pieces and whole and n <= renderer.measure_chunk(coarse_rays.reshape(-1)):
+        coarse = render_chunks(renderer, coarse_rays, n, same_size=True, keep_weights=keep_weights)
+    else:
+        coarse = render_rays(renderer, coarse_rays, pieces, keep_weights=keep_weights)
     return coarse, occupied_pixels(first_pass_seen(coarse, renderer.background, by, empty_below), tuple(rays.shape), block)
 
 
@@ -171,14 +177,17 @@ def _pixel_groups(todo: torch.Tensor, fits: Optional[torch.Tensor]) -> List[torc
 
 
 def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_below: float = EMPTY_BELOW,
-                          by: str = "acc", pieces: bool = False, window: Optional[int] = None) -> RenderOutput:
+                          by: str = "acc", pieces: bool = False, window: Optional[int] = None,
+                          whole_first_pass: bool = False) -> RenderOutput:
     """The rays [H, W] rendered where a first pass of one ray per ``block`` × ``block`` pixels sees something (by opacity
     or by colour: see :func:`first_pass_seen`), and next to it (:func:`occupied_pixels`); elsewhere rgb is the renderer's
     background, acc and depth 0. The first pass's own pixels are not rendered twice. ``pieces``: for compiled or CUDA-graph
     renderers (see :func:`render_in_pieces`). ``window`` K: a pixel whose 3 × 3 blocks' rays need at most K consecutive
-    sections (:func:`pixel_windows`) is rendered on those K only (K + 1 posts instead of N + 1). Weights are not kept."""
+    sections (:func:`pixel_windows`) is rendered on those K only (K + 1 posts instead of N + 1). ``whole_first_pass``: see
+    :func:`first_pass`'s ``whole``. Weights are not kept."""
     window = renderer.useful_window(window)
-    coarse, mask = first_pass(renderer, rays, block, by, empty_below, pieces, keep_weights=window is not None)
+    coarse, mask = first_pass(renderer, rays, block, by, empty_below, pieces, keep_weights=window is not None,
+                              whole=whole_first_pass)
     own = (slice(block // 2, None, block),) * 2  # the pixels the first pass rendered
     kept = mask[own][..., None]
     images = []
@@ -203,11 +212,14 @@ def render_skipping_empty(renderer: Renderer, rays: Rays, block: int = 4, empty_
 @dataclass(frozen=True)
 class Skipping:
     """How a frame skips empty space: the first pass's ``block`` (pixels a side), what counts as seen (``by``: "acc" or
-    "rgb", :func:`first_pass_seen`) and the section window K (``window``; None: every pixel on all N)."""
+    "rgb", :func:`first_pass_seen`), the section window K (``window``; None: every pixel on all N), and whether a
+    renderer taking pieces draws the first pass as one piece of its own size (``whole_first_pass``: for frames of one
+    size, as an evaluation's; a viewer whose frames change size would compile a new shape inside a frame)."""
 
     block: int = 4
     by: str = "acc"
     window: Optional[int] = 4
+    whole_first_pass: bool = False
 
 
 class SkippingRenderer:
@@ -223,7 +235,8 @@ class SkippingRenderer:
 
     def render(self, rays: Rays) -> RenderOutput:
         s = self.skipping
-        return render_skipping_empty(self.renderer, rays, s.block, by=s.by, pieces=self.pieces, window=s.window)
+        return render_skipping_empty(self.renderer, rays, s.block, by=s.by, pieces=self.pieces, window=s.window,
+                                     whole_first_pass=s.whole_first_pass)
 
     def warm_up(self, rays: Rays) -> None:
         """Draws ``rays`` [H, W] once, then, when the renderer takes pieces, runs it and its section window on a piece of
