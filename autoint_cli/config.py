@@ -250,8 +250,7 @@ class ViewSpeedConfig(SpeedConfig):
         compile_ = cuda if self.compile is None else self.compile
         own_graphs = compile_ and self.compile_mode in GRAPHING_COMPILE_MODES
         graphs = cuda and not own_graphs if self.cuda_graphs is None else self.cuda_graphs
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SpeedConfig)}
-        return SpeedConfig(**{**values, "compile": compile_, "cuda_graphs": graphs})
+        return plain_speed(self, compile=compile_, cuda_graphs=graphs)
 
 
 @dataclass(frozen=True)
@@ -267,8 +266,12 @@ class EvalSpeedConfig(SpeedConfig):
         """The plain SpeedConfig, the graphs decided by the device, skipping and compiling when left to the default."""
         own_graphs = self.compile and self.compile_mode in GRAPHING_COMPILE_MODES
         graphs = cuda and skip_empty and self.compile and not own_graphs if self.cuda_graphs is None else self.cuda_graphs
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SpeedConfig)}
-        return SpeedConfig(**{**values, "cuda_graphs": bool(graphs)})
+        return plain_speed(self, cuda_graphs=bool(graphs))
+
+
+def plain_speed(speed: SpeedConfig, **decided) -> SpeedConfig:
+    """A command's own SpeedConfig (whose defaults wait on the device) as the plain one, with the values ``decided``."""
+    return SpeedConfig(**{**{f.name: getattr(speed, f.name) for f in dataclasses.fields(SpeedConfig)}, **decided})
 
 
 REFINE_HELP = ("R: a second pass of the integral renderer cuts the sections around each ray's surface (its section of most "
