@@ -211,6 +211,11 @@ class LoadConfig:
     testskip: Optional[int] = _help("blender: every k-th test and val view (default: the run's; NeRF's 25-view protocol is 8)", default=None)
 
 
+def compiles_own_graphs(compile_: Optional[bool], compile_mode: str) -> bool:
+    """Whether torch.compile in ``compile_mode`` replays CUDA graphs of its own, so that the renderer's must stay off."""
+    return bool(compile_) and compile_mode in GRAPHING_COMPILE_MODES
+
+
 @dataclass(frozen=True)
 class SpeedConfig:
     """How fast a trained run is rendered: the renderer's fast paths (autoint_cli.render.renderer.RenderSettings)."""
@@ -230,7 +235,7 @@ class SpeedConfig:
 
     def conflict(self, prefix: str = "--") -> Optional[str]:
         """What two of these flags that cannot go together say, or None."""
-        if self.cuda_graphs and self.compile and self.compile_mode in GRAPHING_COMPILE_MODES:
+        if self.cuda_graphs and compiles_own_graphs(self.compile, self.compile_mode):
             return f"{prefix}cuda_graphs: --compile_mode {self.compile_mode} replays CUDA graphs of its own; choose one or the other"
         return None
 
@@ -248,8 +253,7 @@ class ViewSpeedConfig(SpeedConfig):
     def resolved(self, cuda: bool) -> SpeedConfig:
         """The plain SpeedConfig, what was left to the default decided by whether the device is a CUDA one."""
         compile_ = cuda if self.compile is None else self.compile
-        own_graphs = compile_ and self.compile_mode in GRAPHING_COMPILE_MODES
-        graphs = cuda and not own_graphs if self.cuda_graphs is None else self.cuda_graphs
+        graphs = cuda and not compiles_own_graphs(compile_, self.compile_mode) if self.cuda_graphs is None else self.cuda_graphs
         return plain_speed(self, compile=compile_, cuda_graphs=graphs)
 
 
@@ -264,8 +268,8 @@ class EvalSpeedConfig(SpeedConfig):
 
     def resolved(self, cuda: bool, skip_empty: bool) -> SpeedConfig:
         """The plain SpeedConfig, the graphs decided by the device, skipping and compiling when left to the default."""
-        own_graphs = self.compile and self.compile_mode in GRAPHING_COMPILE_MODES
-        graphs = cuda and skip_empty and self.compile and not own_graphs if self.cuda_graphs is None else self.cuda_graphs
+        wanted = cuda and skip_empty and self.compile and not compiles_own_graphs(self.compile, self.compile_mode)
+        graphs = wanted if self.cuda_graphs is None else self.cuda_graphs
         return plain_speed(self, cuda_graphs=bool(graphs))
 
 
